@@ -1,0 +1,304 @@
+"""Marginal abatement cost (MAC) curves of many firms at once.
+
+A firm's MAC curve is a non-decreasing piecewise-linear function of its abatement (t CO2 -> yuan/t),
+given by points ``(abatement, cost)``. Abatement cannot exceed the last point. Costs may be negative
+(no-regret options). Two special cases matter in practice:
+
+* linear curves: two points ``(0, c0)`` and ``(a_max, c1)``;
+* step curves from technology options: a *flat* segment at each option's constant cost over its
+  potential, and *vertical* jumps (two points with the same abatement) between options.
+
+All firms' curves live in one structure of arrays (CSR layout) so that evaluating every firm at a
+price is a handful of vectorised numpy calls, never a Python loop per firm. The curves are also the
+supply side of the market: at price ``p`` a firm abates everything whose marginal cost is at most
+``p``. Where ``p`` equals the cost of a flat segment the abatement on that segment is not determined
+by the price alone; the market decides which share ``theta`` of such flats is used (see
+:mod:`model.market`), which is why the evaluating functions take ``theta``.
+
+The same structure describes the CCER supply curve (cumulative quantity in t, cost in yuan/t).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+class CurveError(ValueError):
+    """A curve's points are invalid; ``point_index`` indexes the caller's input arrays."""
+
+    def __init__(self, point_index: int, message: str) -> None:
+        self.point_index = int(point_index)
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Knots:
+    """A non-decreasing piecewise-linear supply function ``Q(p)`` written as knots in price.
+
+    ``Q(p) = sum(jump[x <= p]) + sum(slope[x <= p] * (p - x[x <= p]))``: each flat segment is a jump
+    of its width at its cost, each sloped segment a slope ``+da/dc`` from its lower cost and ``-da/dc``
+    from its upper cost. The knots need not be sorted.
+
+    Attributes:
+        x: Knot prices, yuan/t.
+        jump: Quantity added at the knot, t.
+        slope: Change of dQ/dp at the knot, t per yuan/t.
+    """
+
+    x: np.ndarray
+    jump: np.ndarray
+    slope: np.ndarray
+
+    def affine(self, scale: float, offset: float, quantity_scale: float) -> Knots:
+        """The knots of ``quantity_scale * Q(offset + scale * q)`` as a function of ``q``.
+
+        Used when a market's price is an affine function of another price (the blended price of a
+        firm that uses offsets up to its limit is ``(1 - L) * p_cea + L * p_ccer``).
+        """
+        return Knots(
+            x=(self.x - offset) / scale,
+            jump=self.jump * quantity_scale,
+            slope=self.slope * (quantity_scale * scale),
+        )
+
+    @property
+    def total(self) -> float:
+        """The supply when every segment is used, t."""
+        return float(self.jump.sum() + (self.slope * -self.x).sum()) if self.x.size else 0.0
+
+
+@dataclass(frozen=True)
+class MACCurves:
+    """Piecewise-linear, non-decreasing MAC curves of many firms (CSR layout).
+
+    Firm ``i``'s points are ``abatement[start[i]:start[i+1]]`` (t, cumulative, non-decreasing, the
+    first 0) and ``cost[start[i]:start[i+1]]`` (yuan/t, non-decreasing). Every firm has at least two
+    points; a firm without abatement options has the zero curve ``(0, 0), (0, 0)``.
+
+    Attributes:
+        start: int64 offsets, shape ``(n_firms + 1,)``.
+        abatement: float64 cumulative abatement at each point, t.
+        cost: float64 marginal cost at each point, yuan/t.
+    """
+
+    start: np.ndarray
+    abatement: np.ndarray
+    cost: np.ndarray
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_long(
+        cls,
+        firm_index: np.ndarray,
+        abatement: np.ndarray,
+        cost: np.ndarray,
+        n_firms: int,
+    ) -> MACCurves:
+        """Build curves from long-format points, one row per point (as in ``mac.csv``).
+
+        Points are stable-sorted by (firm, abatement), so the input order decides the order of
+        points with equal abatement (a vertical jump). A firm whose first point is not at abatement
+        0 gets ``(0, 0)`` prepended; a firm without points gets the zero curve.
+
+        Args:
+            firm_index: Firm of each point, integers in ``[0, n_firms)``.
+            abatement: Cumulative abatement of each point, t (>= 0).
+            cost: Marginal cost at each point, yuan/t.
+            n_firms: Number of firms.
+
+        Raises:
+            CurveError: A value is not finite, an abatement is negative, or the cost decreases
+                along a firm's curve; ``point_index`` is the offending input row.
+        """
+        firm_index = np.asarray(firm_index, dtype=np.int64)
+        abatement = np.asarray(abatement, dtype=np.float64)
+        cost = np.asarray(cost, dtype=np.float64)
+        bad = ~np.isfinite(abatement) | ~np.isfinite(cost)
+        if bad.any():
+            raise CurveError(int(np.argmax(bad)), "abatement and cost must be finite numbers")
+        if (abatement < 0).any():
+            raise CurveError(int(np.argmax(abatement < 0)), "abatement must be >= 0")
+        order = np.lexsort((abatement, firm_index))
+        f, a, c = firm_index[order], abatement[order], cost[order]
+        same_firm = f[1:] == f[:-1]
+        drop = same_firm & (c[1:] < c[:-1])
+        if drop.any():
+            k = int(np.argmax(drop)) + 1
+            raise CurveError(int(order[k]), "MAC decreases: cost must not fall as abatement grows")
+        counts = np.bincount(f, minlength=n_firms).astype(np.int64)
+        first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        has = counts > 0
+        first_a = np.where(has, a[np.minimum(first, max(a.size - 1, 0))] if a.size else 0.0, 0.0)
+        first_c = np.where(has, c[np.minimum(first, max(c.size - 1, 0))] if c.size else 0.0, 0.0)
+        if (has & (first_a > 0) & (first_c < 0)).any():
+            i = int(np.argmax(has & (first_a > 0) & (first_c < 0)))
+            raise CurveError(
+                int(order[first[i]]),
+                "MAC decreases from the implied point (0, 0): give a point at abatement 0 "
+                "for a curve that starts at a negative cost",
+            )
+        # Points to insert before each firm's first point: zero curve, (0, 0), or a copy of a
+        # lone point at abatement 0 (so that every firm has at least two points).
+        n_zero = np.where(~has, 2, np.where(first_a > 0, 1, 0))
+        lone = has & (first_a == 0) & (counts == 1)
+        pos = np.repeat(first, n_zero)
+        a = np.insert(a, pos, 0.0)
+        c = np.insert(c, pos, 0.0)
+        counts = counts + n_zero
+        if lone.any():
+            new_first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+            at = new_first[lone]
+            a = np.insert(a, at, a[at])
+            c = np.insert(c, at, c[at])
+            counts = counts + lone
+        start = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        return cls(start=start, abatement=a, cost=c)
+
+    @classmethod
+    def from_options(cls, potential: np.ndarray, cost: np.ndarray) -> MACCurves:
+        """Step curves from technology options.
+
+        Each firm's options are sorted by cost; the curve is flat at each option's cost over its
+        potential with vertical jumps between options, starting at ``(0, cheapest cost)``.
+
+        Args:
+            potential: Shape ``(n_firms, n_options)``, t of CO2 each option can remove (>= 0).
+            cost: Shape ``(n_firms, n_options)``, the option's cost for that firm, yuan/t.
+        """
+        potential = np.atleast_2d(np.asarray(potential, dtype=np.float64))
+        cost = np.atleast_2d(np.asarray(cost, dtype=np.float64))
+        if potential.shape != cost.shape:
+            raise ValueError("potential and cost must have the same shape")
+        if not (np.isfinite(potential).all() and np.isfinite(cost).all()):
+            raise ValueError("potential and cost must be finite")
+        if (potential < 0).any():
+            raise ValueError("potential must be >= 0")
+        n, k = potential.shape
+        order = np.argsort(cost, axis=1, kind="stable")
+        c = np.take_along_axis(cost, order, axis=1)
+        q = np.cumsum(np.take_along_axis(potential, order, axis=1), axis=1)
+        lo = np.concatenate((np.zeros((n, 1)), q[:, :-1]), axis=1)
+        a_pts = np.stack((lo, q), axis=2).reshape(n, 2 * k)
+        c_pts = np.stack((c, c), axis=2).reshape(n, 2 * k)
+        start = np.arange(n + 1, dtype=np.int64) * (2 * k)
+        return cls(start=start, abatement=a_pts.ravel(), cost=c_pts.ravel())
+
+    @classmethod
+    def linear(cls, max_abatement: np.ndarray, cost_at_max: np.ndarray,
+               cost_at_zero: np.ndarray | float = 0.0) -> MACCurves:
+        """Linear curves from ``(0, cost_at_zero)`` to ``(max_abatement, cost_at_max)``."""
+        m = np.asarray(max_abatement, dtype=np.float64)
+        c1 = np.broadcast_to(np.asarray(cost_at_max, dtype=np.float64), m.shape)
+        c0 = np.broadcast_to(np.asarray(cost_at_zero, dtype=np.float64), m.shape)
+        a = np.stack((np.zeros_like(m), m), axis=1).ravel()
+        c = np.stack((c0, c1), axis=1).ravel()
+        return cls(start=np.arange(m.size + 1, dtype=np.int64) * 2, abatement=a, cost=c)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_firms(self) -> int:
+        """Number of firms."""
+        return int(self.start.size - 1)
+
+    @property
+    def max_abatement(self) -> np.ndarray:
+        """Each firm's largest possible abatement (its last point), t."""
+        return self.abatement[self.start[1:] - 1]
+
+    def scaled(self, factor: np.ndarray | float) -> MACCurves:
+        """Same costs with firm ``i``'s abatement multiplied by ``factor[i]`` (>= 0)."""
+        f = np.broadcast_to(np.asarray(factor, dtype=np.float64), (self.n_firms,))
+        per_point = np.repeat(f, np.diff(self.start))
+        return MACCurves(self.start, self.abatement * per_point, self.cost)
+
+    def shifted(self, delta: np.ndarray | float) -> MACCurves:
+        """Same abatement with firm ``i``'s costs moved by ``delta[i]`` yuan/t (e.g. learning)."""
+        d = np.broadcast_to(np.asarray(delta, dtype=np.float64), (self.n_firms,))
+        return MACCurves(self.start, self.abatement, self.cost + np.repeat(d, np.diff(self.start)))
+
+    def cost_scaled(self, factor: np.ndarray | float) -> MACCurves:
+        """Same abatement with firm ``i``'s costs multiplied by ``factor[i]`` (>= 0)."""
+        f = np.broadcast_to(np.asarray(factor, dtype=np.float64), (self.n_firms,))
+        return MACCurves(self.start, self.abatement, self.cost * np.repeat(f, np.diff(self.start)))
+
+    def select(self, which: np.ndarray) -> MACCurves:
+        """The curves of a subset of firms (boolean mask or integer index), in that order."""
+        idx = np.arange(self.n_firms)[np.asarray(which)]
+        counts = np.diff(self.start)[idx]
+        start = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        # Gather each selected firm's points without a Python loop.
+        pts = np.repeat(self.start[idx] - start[:-1], counts) + np.arange(start[-1])
+        return MACCurves(start, self.abatement[pts], self.cost[pts])
+
+    # ------------------------------------------------------------------ segments
+    @cached_property
+    def _segments(self) -> tuple[np.ndarray, ...]:
+        """Segments between consecutive points of a firm: (firm, a0, da, c0, dc)."""
+        n_pts = self.abatement.size
+        keep = np.ones(max(n_pts - 1, 0), dtype=bool)
+        keep[self.start[1:-1] - 1] = False  # the step from one firm's last point to the next's first
+        firm = np.repeat(np.arange(self.n_firms), np.diff(self.start))[:-1][keep]
+        a0 = self.abatement[:-1][keep]
+        da = np.diff(self.abatement)[keep]
+        c0 = self.cost[:-1][keep]
+        dc = np.diff(self.cost)[keep]
+        return firm, a0, da, c0, dc
+
+    def knots(self) -> Knots:
+        """The aggregate supply of abatement as a function of price (sum over all firms)."""
+        _, _, da, c0, dc = self._segments
+        flat = (da > 0) & (dc == 0)
+        sloped = (da > 0) & (dc > 0)
+        rate = da[sloped] / dc[sloped]
+        x = np.concatenate((c0[flat], c0[sloped], c0[sloped] + dc[sloped]))
+        jump = np.concatenate((da[flat], np.zeros(2 * rate.size)))
+        slope = np.concatenate((np.zeros(int(flat.sum())), rate, -rate))
+        return Knots(x=x, jump=jump, slope=slope)
+
+    # ------------------------------------------------------------------ evaluation
+    def abatement_at(self, price: float, theta: float = 1.0) -> np.ndarray:
+        """Each firm's abatement when it faces ``price`` (yuan/t), in t.
+
+        A firm abates everything whose marginal cost is below the price. On a flat segment whose
+        cost equals the price exactly it abates the share ``theta`` of that segment (the market
+        sets ``theta`` so that supply meets demand; 1 means all of it).
+        """
+        firm, _, da, c0, dc = self._segments
+        if not np.isfinite(price):
+            got = da.copy() if price > 0 else np.zeros_like(da)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = np.where(dc > 0, (price - c0) / np.where(dc > 0, dc, 1.0), 0.0)
+            np.clip(frac, 0.0, 1.0, out=frac)
+            flat = dc == 0
+            frac[flat] = np.where(c0[flat] < price, 1.0, np.where(c0[flat] == price, theta, 0.0))
+            got = da * frac
+        return np.bincount(firm, weights=got, minlength=self.n_firms)
+
+    def cost_of(self, abatement: np.ndarray) -> np.ndarray:
+        """Each firm's total abatement cost (area under its MAC curve up to ``abatement``), yuan."""
+        firm, a0, da, c0, dc = self._segments
+        t = np.clip(np.asarray(abatement, dtype=np.float64)[firm] - a0, 0.0, da)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quad = np.where(da > 0, dc / np.where(da > 0, da, 1.0), 0.0) * t * t / 2.0
+        return np.bincount(firm, weights=t * c0 + quad, minlength=self.n_firms)
+
+    def marginal_cost(self, abatement: np.ndarray) -> np.ndarray:
+        """Each firm's MAC at its ``abatement`` (yuan/t): the cost of its last tonne abated.
+
+        At zero abatement this is the cost where the curve starts.
+        """
+        firm, a0, da, c0, dc = self._segments
+        a = np.asarray(abatement, dtype=np.float64)[firm]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(da > 0, np.clip((a - a0) / np.where(da > 0, da, 1.0), 0.0, 1.0), 1.0)
+        # A segment counts once the firm is past its start; values rise along a firm's segments,
+        # so the firm's maximum over its segments is the cost of its last tonne.
+        value = np.where(a > a0, c0 + dc * frac, -np.inf)
+        first = self.cost[self.start[:-1]]
+        seg_start = self.start[:-1] - np.arange(self.n_firms)
+        return np.maximum(first, np.maximum.reduceat(value, seg_start))

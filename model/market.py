@@ -1,0 +1,348 @@
+"""Market clearing: the joint equilibrium of the allowance (CEA) and offset (CCER) markets.
+
+Plain functions on numpy arrays, no Mesa. The economics (Montgomery 1972): with trading, every firm
+abates until its marginal abatement cost equals the price it faces, so the market outcome is the
+least-cost way of meeting the cap. With an offset limit ``L`` (a share of each firm's verified
+emissions) a firm that uses offsets up to the limit pays, per tonne emitted,
+``(1 - L) * p_cea + L * p_ccer`` and abates to that *blended* price. If the limit binds the offset
+price is below the allowance price (the gap is the scarcity rent of the limit); if not, both prices
+are equal.
+
+Bounds: a price floor (allowances withheld, e.g. by a reserve), a ceiling (unlimited reserve sales
+at the ceiling) and a penalty (firms that would have to pay more stop buying: the gap is reported
+as ``shortfall``). The clearing always returns finite prices and quantities.
+
+The aggregate supply of abatement is a piecewise-linear function of price (:class:`model.mac.Knots`).
+It is inverted exactly: knots are bucketed (a linear-time pass) until few remain, then sorted, so one
+clearing of a million firms costs a few passes over their segments. Where the price falls on flat
+segments (a technology option at a constant cost), the share ``theta`` of those flats that is used is
+set so that the market clears exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.mac import Knots, MACCurves
+
+_SMALL = 2048  # knots sorted directly below this many
+_BUCKETS = 1024
+
+
+def solve_quantity(knots: list[Knots], target: float) -> tuple[float, float]:
+    """The lowest price at which supply reaches ``target``, and the share of flats used there.
+
+    Supply is the sum of the knot sets, ``Q(p)`` (right-continuous: flats at ``p`` are included).
+
+    Args:
+        knots: Knot sets whose supplies add up.
+        target: Quantity to supply, t.
+
+    Returns:
+        ``(price, theta)``: ``price`` is ``-inf`` when ``target <= 0`` (no supply is needed) and
+        ``+inf`` when ``target`` exceeds the total supply; otherwise ``Q(price-) <= target <=
+        Q(price)`` and ``theta`` in [0, 1] is the share of the flats exactly at ``price`` needed so
+        that supply equals ``target`` (1 when there is no flat at the price).
+    """
+    knots = [k for k in knots if k.x.size]
+    if target <= 0.0 or not knots:
+        return (-math.inf, 1.0) if target <= 0.0 else (math.inf, 1.0)
+    total = sum(k.total for k in knots)
+    scale = sum(float(np.abs(k.jump).sum() + np.abs(k.slope * k.x).sum()) for k in knots)
+    if target > total + 1e-12 * max(scale, 1.0):
+        return math.inf, 1.0
+    base_j = base_s = base_x = 0.0  # accumulated from knots below the remaining ones
+    rest = knots
+    n = sum(k.x.size for k in rest)
+    while n > _SMALL:
+        lo = min(float(k.x.min()) for k in rest)
+        hi = max(float(k.x.max()) for k in rest)
+        if not hi > lo:
+            break
+        width = (hi - lo) / _BUCKETS
+        edges = lo + width * np.arange(_BUCKETS + 1)
+        edges[-1] = np.inf  # the last bucket holds hi itself
+        cj = np.zeros(_BUCKETS)
+        cs = np.zeros(_BUCKETS)
+        cx = np.zeros(_BUCKETS)
+        idx = []
+        for k in rest:
+            b = np.minimum(((k.x - lo) / width).astype(np.intp), _BUCKETS - 1)
+            # Mend rounding so that bucket b holds exactly edges[b] <= x < edges[b + 1].
+            b -= k.x < edges[b]
+            b += k.x >= edges[b + 1]
+            idx.append(b)
+            cj += np.bincount(b, k.jump, _BUCKETS)
+            cs += np.bincount(b, k.slope, _BUCKETS)
+            cx += np.bincount(b, k.slope * k.x, _BUCKETS)
+        edges = edges[1:]
+        jj, ss, xx = base_j + np.cumsum(cj), base_s + np.cumsum(cs), base_x + np.cumsum(cx)
+        with np.errstate(invalid="ignore"):
+            value = np.where(np.isinf(edges), np.inf, jj + ss * edges - xx)  # Q at each right edge,
+        b = int(np.argmax(value >= target))  # without jumps exactly there: they lie in b + 1.
+        if b > 0:
+            base_j, base_s, base_x = jj[b - 1], ss[b - 1], xx[b - 1]
+        rest = [Knots(k.x[i == b], k.jump[i == b], k.slope[i == b]) for k, i in zip(rest, idx)]
+        rest = [k for k in rest if k.x.size]
+        n = sum(k.x.size for k in rest)
+    x = np.concatenate([k.x for k in rest])
+    jump = np.concatenate([k.jump for k in rest])
+    slope = np.concatenate([k.slope for k in rest])
+    ux, inv = np.unique(x, return_inverse=True)
+    j_at = np.bincount(inv, jump, ux.size)
+    s_at = np.bincount(inv, slope, ux.size)
+    x_at = np.bincount(inv, slope * x, ux.size)
+    cj, cs, cx = base_j + np.cumsum(j_at), base_s + np.cumsum(s_at), base_x + np.cumsum(x_at)
+    right = cj + cs * ux - cx  # Q(x_u), flats at x_u included
+    left = right - j_at
+    above = np.nonzero(right >= target)[0]
+    if above.size == 0:  # beyond the last remaining knot, on the last slope
+        s_after = cs[-1]
+        if s_after <= 0:
+            return math.inf, 1.0
+        return float(ux[-1] + (target - right[-1]) / s_after), 1.0
+    u = int(above[0])
+    if left[u] < target:  # the crossing is the jump at ux[u]
+        return float(ux[u]), float(min(1.0, max(0.0, (target - left[u]) / j_at[u])))
+    # Otherwise on the slope just below ux[u].
+    if u == 0:
+        s_before, q_before, x_before = base_s, None, None
+    else:
+        s_before, q_before, x_before = cs[u - 1], right[u - 1], ux[u - 1]
+    if s_before <= 0:
+        return float(ux[u]), 0.0
+    if q_before is None:
+        p = (target - base_j + base_x) / s_before
+    else:
+        p = x_before + (target - q_before) / s_before
+    return float(min(p, ux[u])), 1.0
+
+
+def supply_at(knots: Knots, price: float, theta: float = 1.0) -> float:
+    """``Q(price)`` with the share ``theta`` of flats exactly at ``price``, t."""
+    if not knots.x.size or price == -math.inf:
+        return 0.0
+    if price == math.inf:
+        return knots.total
+    below = knots.x < price
+    at = knots.x == price
+    q = float((knots.jump[below]).sum() + (knots.slope[below] * (price - knots.x[below])).sum())
+    return q + theta * float(knots.jump[at].sum())
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Price bounds on the allowance market, yuan/t.
+
+    Attributes:
+        floor: Allowances are withheld (bought back, cancelled) rather than trade below it.
+        ceiling: Unlimited reserve allowances are sold at it.
+        penalty: Firms pay the penalty rather than buy above it; the gap is the shortfall.
+    """
+
+    floor: float = 0.0
+    ceiling: float = math.inf
+    penalty: float = math.inf
+
+    @property
+    def upper(self) -> float:
+        """The highest price the market can reach."""
+        return min(self.ceiling, self.penalty)
+
+
+@dataclass(frozen=True)
+class Equilibrium:
+    """The cleared market of one compliance year (totals; per-firm results in :func:`positions`).
+
+    Prices in yuan/t, quantities in t.
+    """
+
+    cea_price: float
+    ccer_price: float
+    abatement_price: float  # the price firms abate at (blended when the offset limit binds)
+    theta_firms: float  # share of firms' flats at abatement_price that is used
+    theta_ccer: float  # share of CCER flats at ccer_price that is used
+    abatement: float
+    offsets: float
+    limit_binds: bool
+    reserve_sales: float = 0.0
+    shortfall: float = 0.0
+    withheld: float = 0.0
+    surplus: float = 0.0  # allowances left unsold at a zero price (no floor)
+
+
+def clear(
+    firms: Knots,
+    emissions: float,
+    supply: float,
+    offsets: Knots,
+    limit: float,
+    bounds: Bounds = Bounds(),
+) -> Equilibrium:
+    """Clear the CEA and CCER markets jointly.
+
+    Args:
+        firms: Aggregate abatement supply of the covered firms (``MACCurves.knots()``).
+        emissions: Their unabated emissions, t.
+        supply: Allowances available for this year's compliance (allocation + bank), t.
+        offsets: CCER supply (cumulative quantity against cost) as knots.
+        limit: Offset limit, share of each firm's verified emissions, in [0, 1].
+        bounds: Floor, ceiling and penalty.
+
+    Returns:
+        The equilibrium. ``emissions - abatement - offsets == supply + reserve_sales + shortfall
+        - withheld - surplus`` holds to rounding.
+    """
+    lo, hi = max(bounds.floor, 0.0), bounds.upper
+    no_offsets = limit <= 0.0 or offsets.x.size == 0 or offsets.total <= 0.0
+    sets = [firms] if no_offsets else [firms, offsets]
+    # (a) the offset limit is slack: one price for abatement and offsets.
+    p, theta = solve_quantity(sets, emissions - supply)
+    pc = min(max(p, lo), hi)
+    th = theta if pc == p else 1.0
+    a = supply_at(firms, pc, th)
+    o = 0.0 if no_offsets else supply_at(offsets, pc, th)
+    verified = emissions - a
+    if no_offsets or o <= limit * verified * (1 + 1e-12) + 1e-9:
+        eq = Equilibrium(pc, pc, pc, th, th, a, o, limit_binds=False)
+        if no_offsets:
+            eq = _with_idle_ccer_price(eq, offsets)
+        return _settle(eq, emissions, supply, bounds)
+    # (b) the limit binds: firms abate at the blended price, offsets cheaper than allowances.
+    if limit < 1.0:
+        pi, th_f = solve_quantity([firms], emissions - supply / (1.0 - limit))
+        a = supply_at(firms, pi, th_f) if math.isfinite(pi) else (firms.total if pi > 0 else 0.0)
+        o_need = limit * (emissions - a)
+        po, th_o = solve_quantity([offsets], o_need)
+        po = max(po, 0.0) if math.isfinite(po) else po
+        if math.isfinite(pi) and math.isfinite(po):
+            pc = (pi - limit * po) / (1.0 - limit)
+            if lo <= pc <= hi and po <= pc:
+                o = supply_at(offsets, po, th_o)
+                return _settle(
+                    Equilibrium(pc, po, pi, th_f, th_o, a, o, limit_binds=True),
+                    emissions, supply, bounds,
+                )
+        pc = _bound_that_binds(firms, emissions, supply, offsets, limit, lo, hi)
+    else:
+        pc = lo
+    if not math.isfinite(pc):  # no bound above and the cap cannot be met
+        a = firms.total
+        return Equilibrium(math.inf, math.inf, math.inf, 1.0, 1.0, a,
+                           min(offsets.total, limit * (emissions - a)), limit_binds=False)
+    return _settle(_at_cea_price(firms, emissions, offsets, limit, pc), emissions, supply, bounds)
+
+
+def _at_cea_price(firms: Knots, emissions: float, offsets: Knots, limit: float,
+                  pc: float) -> Equilibrium:
+    """The offset market when the allowance price is fixed at ``pc`` and the limit binds."""
+    blended = firms.affine(scale=limit, offset=(1.0 - limit) * pc, quantity_scale=limit)
+    po, th = solve_quantity([offsets, blended], limit * emissions)
+    po = min(max(po, 0.0), pc)
+    pi = (1.0 - limit) * pc + limit * po
+    a = supply_at(firms, pi, th)
+    o = min(supply_at(offsets, po, th), limit * (emissions - a))
+    return Equilibrium(pc, po, pi, th, th, a, o, limit_binds=po < pc)
+
+
+def _bound_that_binds(firms: Knots, emissions: float, supply: float, offsets: Knots,
+                      limit: float, lo: float, hi: float) -> float:
+    """Which price bound holds the allowance market when the limit binds and no interior price
+    clears it: the floor if allowances are left over there, else the upper bound."""
+    at_lo = _at_cea_price(firms, emissions, offsets, limit, lo)
+    if emissions - at_lo.abatement - at_lo.offsets <= supply:
+        return lo
+    return hi
+
+
+def _with_idle_ccer_price(eq: Equilibrium, offsets: Knots) -> Equilibrium:
+    """Without offset demand the CCER price is the cheapest project's cost, capped at the CEA price."""
+    if eq.offsets > 0:
+        return eq
+    cheapest = float(offsets.x.min()) if offsets.x.size else eq.cea_price
+    p = min(max(cheapest, 0.0), eq.cea_price)
+    return Equilibrium(**{**eq.__dict__, "ccer_price": p})
+
+
+def _settle(eq: Equilibrium, emissions: float, supply: float, bounds: Bounds) -> Equilibrium:
+    """Attribute the gap between allowance demand and supply to the bound that closes it."""
+    need = emissions - eq.abatement - eq.offsets  # allowances surrendered if all comply
+    gap = need - supply
+    tol = 1e-9 * max(abs(emissions), abs(supply), 1.0)
+    upd: dict = {}
+    if gap > tol:
+        if bounds.ceiling <= bounds.penalty:
+            upd["reserve_sales"] = gap
+        else:
+            upd["shortfall"] = gap
+    elif gap < -tol:
+        if eq.cea_price > 0.0 and eq.cea_price <= bounds.floor:
+            upd["withheld"] = -gap
+        else:
+            upd["surplus"] = -gap
+    if not upd:
+        return eq
+    return Equilibrium(**{**eq.__dict__, **upd})
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Per-firm outcome of a cleared year (arrays over firms; t and yuan)."""
+
+    abatement: np.ndarray
+    offsets: np.ndarray  # CCER surrendered
+    surrendered: np.ndarray  # CEA surrendered
+    cea_bought: np.ndarray  # negative when sold
+    shortfall: np.ndarray
+    unsold: np.ndarray  # allowances kept at the end of the year (bankable)
+    abatement_cost: np.ndarray
+    offset_cost: np.ndarray
+    trade_cost: np.ndarray  # cea_bought * cea_price
+    penalty_cost: np.ndarray
+
+
+def positions(
+    curves: MACCurves,
+    emissions: np.ndarray,
+    holdings: np.ndarray,
+    eq: Equilibrium,
+    penalty: float,
+) -> Positions:
+    """Each firm's abatement, offsets, trades and costs at the equilibrium.
+
+    Offsets are shared in proportion to verified emissions (each within its limit); a shortfall is
+    shared in proportion to net purchases, unsold allowances in proportion to net sales.
+
+    Args:
+        curves: The firms' MAC curves.
+        emissions: Unabated emissions, t.
+        holdings: Allowances each firm holds for this year's compliance (allocation + bank), t.
+        eq: The equilibrium from :func:`clear`.
+        penalty: Penalty per tonne not surrendered, yuan/t.
+    """
+    a = curves.abatement_at(eq.abatement_price, eq.theta_firms)
+    verified = emissions - a
+    tv = verified.sum()
+    o = eq.offsets * verified / tv if tv > 0 else np.zeros_like(verified)
+    need = verified - o
+    net = need - holdings
+    buy = np.maximum(net, 0.0)
+    sell = np.maximum(-net, 0.0)
+    short = eq.shortfall * buy / buy.sum() if eq.shortfall > 0 and buy.sum() > 0 else 0.0 * buy
+    unsold = eq.surplus * sell / sell.sum() if eq.surplus > 0 and sell.sum() > 0 else 0.0 * sell
+    bought = net - short + unsold
+    return Positions(
+        abatement=a,
+        offsets=o,
+        surrendered=need - short,
+        cea_bought=bought,
+        shortfall=short,
+        unsold=unsold,
+        abatement_cost=curves.cost_of(a),
+        offset_cost=o * eq.ccer_price,
+        trade_cost=bought * eq.cea_price,
+        penalty_cost=short * (penalty if math.isfinite(penalty) else 0.0),
+    )

@@ -1,0 +1,215 @@
+"""Market clearing against independent solutions: dense evaluation, an LP (HiGHS) and theory."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from model.mac import Knots, MACCurves
+from model.market import Bounds, clear, positions, solve_quantity, supply_at
+
+
+def random_knots(rng: np.random.Generator, n: int) -> tuple[MACCurves, Knots]:
+    """Random mixed curves: linear, step and general piecewise-linear ones."""
+    firm = np.repeat(np.arange(n), 4)
+    a = np.cumsum(rng.uniform(0, 100, size=(n, 4)), axis=1)
+    a[:, 0] = 0.0  # negative costs need a point at abatement 0
+    a[:, 2] = a[:, 1]  # a vertical jump in every curve
+    c = np.sort(rng.uniform(-20, 300, size=(n, 4)), axis=1)
+    c[:, 3] = np.where(rng.random(n) < 0.5, c[:, 2], c[:, 3])  # flats in half of them
+    curves = MACCurves.from_long(firm, a.ravel(), c.ravel(), n)
+    return curves, curves.knots()
+
+
+def dense_supply(curves: MACCurves, price: float) -> float:
+    return float(curves.abatement_at(price).sum())
+
+
+@pytest.mark.parametrize("n", [5, 300, 3000])
+def test_solve_quantity_matches_direct_evaluation(n: int) -> None:
+    rng = np.random.default_rng(n)
+    curves, knots = random_knots(rng, n)
+    total = curves.max_abatement.sum()
+    assert knots.total == pytest.approx(total, rel=1e-12)
+    for target in rng.uniform(0.01, 0.99, 20) * total:
+        p, theta = solve_quantity([knots], target)
+        got = float(curves.abatement_at(p, theta).sum())
+        assert got == pytest.approx(target, rel=1e-9)
+        # p is the lowest such price: just below it supply falls short
+        assert dense_supply(curves, p - 1e-7 * max(1, abs(p))) <= target * (1 + 1e-9)
+        assert supply_at(knots, p, theta) == pytest.approx(target, rel=1e-9)
+
+
+def test_solve_quantity_edges() -> None:
+    curves = MACCurves.linear(np.array([10.0, 20.0]), np.array([100.0, 100.0]))
+    k = curves.knots()
+    assert solve_quantity([k], 0.0)[0] == -math.inf
+    assert solve_quantity([k], 31.0)[0] == math.inf
+    assert solve_quantity([k], 15.0)[0] == pytest.approx(50.0)
+    step = MACCurves.from_options(np.array([[10.0]]), np.array([[40.0]]))
+    assert solve_quantity([step.knots()], 4.0) == (40.0, pytest.approx(0.4))
+
+
+def lp_least_cost(firm_flats, ccer_flats, emissions, supply, limit, bounds):
+    """The least-cost solution as an LP solved by HiGHS; prices are the constraint duals."""
+    fa, fc = firm_flats
+    ya, yc = ccer_flats
+    nx, ny = fa.size, ya.size
+    cost = [fc, yc]
+    ub = [fa, ya]
+    extra = []
+    if math.isfinite(bounds.ceiling):
+        extra.append(("reserve", bounds.ceiling, -1.0))
+    if math.isfinite(bounds.penalty):
+        extra.append(("shortfall", bounds.penalty, -1.0))
+    if bounds.floor > 0:
+        extra.append(("withheld", -bounds.floor, 1.0))
+    cost.append(np.array([e[1] for e in extra]))
+    ub.append(np.array([supply if e[0] == "withheld" else np.inf for e in extra]))
+    c = np.concatenate(cost)
+    row_cea = np.concatenate((-np.ones(nx), -np.ones(ny), [e[2] for e in extra]))
+    row_lim = np.concatenate((limit * np.ones(nx), np.ones(ny), np.zeros(len(extra))))
+    res = linprog(
+        c,
+        A_ub=np.vstack((row_cea, row_lim)),
+        b_ub=np.array([supply - emissions, limit * emissions]),
+        bounds=list(zip(np.zeros(c.size), np.concatenate(ub))),
+        method="highs",
+    )
+    assert res.status == 0, res.message
+    p_cea = -res.ineqlin.marginals[0]
+    mu = -res.ineqlin.marginals[1]
+    return {
+        "cost": res.fun,
+        "cea_price": p_cea,
+        "ccer_price": p_cea - mu,
+        "abatement": res.x[:nx].sum(),
+        "offsets": res.x[nx:nx + ny].sum(),
+    }
+
+
+def flats_of(curves: MACCurves) -> tuple[np.ndarray, np.ndarray]:
+    da = np.diff(curves.abatement)
+    dc = np.diff(curves.cost)
+    keep = np.ones(da.size, bool)
+    keep[curves.start[1:-1] - 1] = False
+    m = keep & (da > 0)
+    assert (dc[m] == 0).all()
+    return da[m], curves.cost[:-1][m]
+
+
+def ccer_resource_cost(ccer: MACCurves, used: float) -> float:
+    return float(ccer.cost_of(np.array([used]))[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 40),
+    tight=st.floats(0.05, 1.2),
+    limit=st.sampled_from([0.0, 0.02, 0.05, 0.1, 0.3]),
+    ccer_scale=st.floats(0.0, 2.0),
+    bound=st.sampled_from(["none", "ceiling", "penalty", "floor"]),
+)
+def test_clearing_equals_least_cost_lp(seed, n, tight, limit, ccer_scale, bound) -> None:
+    """Montgomery: the market outcome is the least-cost solution (prices = LP duals)."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 5))
+    firms = MACCurves.from_options(
+        rng.uniform(0, 1000, (n, k)) * (rng.random((n, k)) < 0.9), rng.uniform(-30, 400, (n, k))
+    )
+    emissions = float(rng.uniform(2000, 5000, n).sum())
+    supply = emissions - tight * firms.max_abatement.sum()
+    ccer = MACCurves.from_options(rng.uniform(0, 300, (1, 4)) * ccer_scale * n,
+                                  rng.uniform(5, 300, (1, 4)))
+    bounds = {
+        "none": Bounds(),
+        "ceiling": Bounds(ceiling=float(rng.uniform(50, 300))),
+        "penalty": Bounds(penalty=float(rng.uniform(50, 300))),
+        "floor": Bounds(floor=float(rng.uniform(10, 300))),
+    }[bound]
+    if bound in ("none", "floor") and tight > 1.0:
+        bounds = Bounds(floor=bounds.floor, penalty=500.0)
+    eq = clear(firms.knots(), emissions, supply, ccer.knots(), limit, bounds)
+    lp = lp_least_cost(flats_of(firms), flats_of(ccer), emissions, supply, limit, bounds)
+    holdings = np.full(n, supply / n)
+    pos = positions(firms, np.full(n, emissions / n), holdings, eq, bounds.penalty)
+    cost = (
+        pos.abatement_cost.sum()
+        + ccer_resource_cost(ccer, eq.offsets)
+        + (bounds.ceiling * eq.reserve_sales if eq.reserve_sales else 0.0)
+        + (bounds.penalty * eq.shortfall if eq.shortfall else 0.0)
+        - bounds.floor * eq.withheld
+    )
+    scale = max(1.0, abs(lp["cost"]), emissions)
+    assert cost == pytest.approx(lp["cost"], rel=1e-6, abs=1e-6 * scale)
+    assert eq.abatement == pytest.approx(lp["abatement"], rel=1e-6, abs=1e-6 * emissions)
+    assert eq.offsets == pytest.approx(lp["offsets"], rel=1e-6, abs=1e-6 * emissions)
+    if eq.abatement + eq.offsets > 0 and eq.surplus == 0:
+        assert eq.cea_price == pytest.approx(lp["cea_price"], rel=1e-6, abs=1e-6)
+        if eq.offsets > 0:
+            assert eq.ccer_price == pytest.approx(lp["ccer_price"], rel=1e-6, abs=1e-6)
+    assert eq.ccer_price <= eq.cea_price + 1e-9
+    if eq.limit_binds:
+        assert eq.ccer_price < eq.cea_price
+    balance = emissions - eq.abatement - eq.offsets
+    assert balance == pytest.approx(
+        supply + eq.reserve_sales + eq.shortfall - eq.withheld - eq.surplus, rel=1e-9
+    )
+
+
+def test_linear_curves_abate_to_the_blended_price() -> None:
+    """With sloped MACs each firm's marginal cost equals the price it faces (KKT)."""
+    rng = np.random.default_rng(1)
+    n = 50
+    curves = MACCurves.linear(rng.uniform(100, 1000, n), rng.uniform(50, 500, n))
+    e = rng.uniform(2000, 3000, n)
+    ccer = MACCurves.linear(np.array([20000.0]), np.array([30.0]), 10.0)
+    supply = e.sum() - 0.5 * curves.max_abatement.sum()
+    eq = clear(curves.knots(), e.sum(), supply, ccer.knots(), 0.05)
+    assert eq.limit_binds and eq.ccer_price < eq.cea_price
+    pos = positions(curves, e, np.full(n, supply / n), eq, math.inf)
+    mc = curves.marginal_cost(pos.abatement)
+    inside = (pos.abatement > 0) & (pos.abatement < curves.max_abatement)
+    blended = 0.95 * eq.cea_price + 0.05 * eq.ccer_price
+    assert np.allclose(mc[inside], blended, rtol=1e-9)
+    assert pos.offsets.sum() == pytest.approx(0.05 * (e - pos.abatement).sum())
+    assert (pos.surrendered + pos.offsets).sum() == pytest.approx((e - pos.abatement).sum())
+
+
+def test_bounds_report_reserve_shortfall_and_withheld() -> None:
+    curves = MACCurves.linear(np.array([100.0]), np.array([100.0]))
+    none = Knots(np.empty(0), np.empty(0), np.empty(0))
+    eq = clear(curves.knots(), 1000.0, 800.0, none, 0.05, Bounds(ceiling=60.0))
+    assert eq.cea_price == 60.0 and eq.reserve_sales == pytest.approx(140.0)
+    eq = clear(curves.knots(), 1000.0, 800.0, none, 0.05, Bounds(penalty=250.0))
+    assert eq.cea_price == 250.0 and eq.shortfall == pytest.approx(100.0)
+    eq = clear(curves.knots(), 1000.0, 980.0, none, 0.05, Bounds(floor=50.0))
+    assert eq.cea_price == 50.0 and eq.withheld == pytest.approx(30.0)
+    eq = clear(curves.knots(), 1000.0, 1200.0, none, 0.05)
+    assert eq.cea_price == 0.0 and eq.surplus == pytest.approx(200.0)
+    # an unmeetable cap with no bound at all still returns finite numbers
+    eq = clear(curves.knots(), 1000.0, 800.0, none, 0.05)
+    assert math.isinf(eq.cea_price) or eq.shortfall >= 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), cut=st.floats(0.0, 0.3), dl=st.floats(0.0, 0.1))
+def test_monotone_in_cap_and_offset_limit(seed, cut, dl) -> None:
+    rng = np.random.default_rng(seed)
+    n = 30
+    curves, knots = random_knots(rng, n)
+    ccer = MACCurves.from_options(rng.uniform(0, 500, (1, 3)), rng.uniform(0, 200, (1, 3)))
+    e = float(rng.uniform(2000, 5000, n).sum())
+    supply = e - 0.5 * curves.max_abatement.sum()
+    b = Bounds(penalty=1000.0)
+    base = clear(knots, e, supply, ccer.knots(), 0.05, b)
+    tighter = clear(knots, e, supply - cut * curves.max_abatement.sum(), ccer.knots(), 0.05, b)
+    looser_limit = clear(knots, e, supply, ccer.knots(), 0.05 + dl, b)
+    assert tighter.cea_price >= base.cea_price - 1e-9
+    assert looser_limit.cea_price <= base.cea_price + 1e-9
