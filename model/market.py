@@ -101,8 +101,8 @@ def solve_quantity(knots: list[Knots], target: float) -> tuple[float, float]:
     above = np.nonzero(right >= target)[0]
     if above.size == 0:  # beyond the last remaining knot, on the last slope
         s_after = cs[-1]
-        if s_after <= 0:
-            return math.inf, 1.0
+        if s_after <= 0:  # target equals the total supply up to rounding
+            return float(ux[-1]), 1.0
         return float(ux[-1] + (target - right[-1]) / s_after), 1.0
     u = int(above[0])
     if left[u] < target:  # the crossing is the jump at ux[u]

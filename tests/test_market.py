@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
@@ -116,6 +116,8 @@ def ccer_resource_cost(ccer: MACCurves, used: float) -> float:
     ccer_scale=st.floats(0.0, 2.0),
     bound=st.sampled_from(["none", "ceiling", "penalty", "floor"]),
 )
+@example(seed=0, n=3, tight=1.0, limit=0.0, ccer_scale=0.0, bound="none")  # every option used
+@example(seed=386377, n=16, tight=0.618, limit=0.3, ccer_scale=1.27, bound="floor")
 def test_clearing_equals_least_cost_lp(seed, n, tight, limit, ccer_scale, bound) -> None:
     """Montgomery: the market outcome is the least-cost solution (prices = LP duals)."""
     rng = np.random.default_rng(seed)
