@@ -248,9 +248,16 @@ class MACCurves:
         dc = np.diff(self.cost)[keep]
         return firm, a0, da, c0, dc
 
+    @cached_property
+    def _widths(self) -> tuple[np.ndarray, ...]:
+        """The segments with positive width (vertical jumps add no abatement and no cost)."""
+        firm, a0, da, c0, dc = self._segments
+        keep = da > 0
+        return firm[keep], a0[keep], da[keep], c0[keep], dc[keep]
+
     def knots(self) -> Knots:
         """The aggregate supply of abatement as a function of price (sum over all firms)."""
-        _, _, da, c0, dc = self._segments
+        _, _, da, c0, dc = self._widths
         flat = (da > 0) & (dc == 0)
         sloped = (da > 0) & (dc > 0)
         rate = da[sloped] / dc[sloped]
@@ -260,28 +267,29 @@ class MACCurves:
         return Knots(x=x, jump=jump, slope=slope)
 
     # ------------------------------------------------------------------ evaluation
-    def abatement_at(self, price: float, theta: float = 1.0) -> np.ndarray:
-        """Each firm's abatement when it faces ``price`` (yuan/t), in t.
+    def abatement_at(self, price: float | np.ndarray, theta: float = 1.0) -> np.ndarray:
+        """Each firm's abatement when it faces ``price`` (yuan/t; one price or one per firm), in t.
 
         A firm abates everything whose marginal cost is below the price. On a flat segment whose
         cost equals the price exactly it abates the share ``theta`` of that segment (the market
         sets ``theta`` so that supply meets demand; 1 means all of it).
         """
-        firm, _, da, c0, dc = self._segments
-        if not np.isfinite(price):
-            got = da.copy() if price > 0 else np.zeros_like(da)
+        firm, _, da, c0, dc = self._widths
+        p = price[firm] if np.ndim(price) else float(price)
+        if np.ndim(price) == 0 and not np.isfinite(p):
+            got = da.copy() if p > 0 else np.zeros_like(da)
         else:
+            sloped = dc > 0
             with np.errstate(divide="ignore", invalid="ignore"):
-                frac = np.where(dc > 0, (price - c0) / np.where(dc > 0, dc, 1.0), 0.0)
+                frac = np.where(sloped, (p - c0) / np.where(sloped, dc, 1.0), 0.0)
             np.clip(frac, 0.0, 1.0, out=frac)
-            flat = dc == 0
-            frac[flat] = np.where(c0[flat] < price, 1.0, np.where(c0[flat] == price, theta, 0.0))
-            got = da * frac
+            flat_frac = np.where(c0 < p, 1.0, np.where(c0 == p, theta, 0.0))
+            got = da * np.where(sloped, frac, flat_frac)
         return np.bincount(firm, weights=got, minlength=self.n_firms)
 
     def cost_of(self, abatement: np.ndarray) -> np.ndarray:
         """Each firm's total abatement cost (area under its MAC curve up to ``abatement``), yuan."""
-        firm, a0, da, c0, dc = self._segments
+        firm, a0, da, c0, dc = self._widths
         t = np.clip(np.asarray(abatement, dtype=np.float64)[firm] - a0, 0.0, da)
         with np.errstate(divide="ignore", invalid="ignore"):
             quad = np.where(da > 0, dc / np.where(da > 0, da, 1.0), 0.0) * t * t / 2.0

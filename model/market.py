@@ -346,3 +346,92 @@ def positions(
         trade_cost=bought * eq.cea_price,
         penalty_cost=short * (penalty if math.isfinite(penalty) else 0.0),
     )
+
+
+def autarky(
+    curves: MACCurves,
+    emissions: np.ndarray,
+    holdings: np.ndarray,
+    offsets: Knots,
+    limit: float,
+    penalty: float,
+    iterations: int = 60,
+) -> tuple[float, Positions]:
+    """The counterfactual without allowance trading: each firm meets its own holdings alone.
+
+    A firm abates, uses CCERs (bought on the still-open CCER market, up to its limit) while they
+    are cheaper than its own marginal abatement, and pays the penalty for what is left when that
+    is cheaper still. Surplus allowances cannot be sold. The CCER price clears the offset market
+    among the firms (bisection on a monotone excess demand).
+
+    Returns:
+        ``(ccer_price, positions)``; ``positions.cea_bought`` is zero.
+    """
+    e, h = emissions, holdings
+    a0 = curves.abatement_at(0.0, 1.0)  # no-regret abatement
+    amax = curves.max_abatement
+    big = penalty if math.isfinite(penalty) else 1e12
+    has_offsets = limit > 0 and offsets.x.size > 0 and offsets.total > 0
+
+    def respond(po: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a_full = np.maximum(e - h, a0)  # all by abatement
+        a_lim = np.maximum(e - h / (1.0 - limit), a0) if limit < 1 else a0  # offsets at the limit
+        m_full = np.where(a_full <= amax, curves.marginal_cost(np.minimum(a_full, amax)), np.inf)
+        m_lim = np.where(a_lim <= amax, curves.marginal_cost(np.minimum(a_lim, amax)), np.inf)
+        use = has_offsets and po < big
+        a = np.empty_like(e)
+        o = np.zeros_like(e)
+        # no offsets (too dear, or abatement is cheaper at the margin)
+        no = (po >= m_full) if use else np.ones(e.size, bool)
+        ok = no & (m_full <= big)
+        a[ok] = a_full[ok]
+        pen = no & ~ok
+        a[pen] = np.minimum(curves.abatement_at(big)[pen], a_full[pen])
+        if use:
+            full = ~no & (po <= m_lim)
+            lam = (m_lim - limit * po) / (1.0 - limit) if limit < 1 else np.zeros_like(e)
+            fine = full & (lam <= big)
+            a[fine] = a_lim[fine]
+            capped = full & ~fine
+            pi = (1.0 - limit) * big + limit * po
+            a[capped] = np.minimum(curves.abatement_at(pi)[capped], a_lim[capped])
+            part = ~no & ~full
+            a[part] = np.clip(curves.abatement_at(po)[part], a_lim[part], a_full[part])
+            o = np.where(full, limit * (e - a), np.where(part, e - h - a, 0.0))
+            o = np.clip(o, 0.0, limit * (e - a))
+        surplus = e - h <= a0
+        a[surplus] = a0[surplus]
+        o[surplus] = 0.0
+        short = np.maximum(e - a - o - h, 0.0)
+        return a, o, short
+
+    po = math.inf
+    if has_offsets:
+        lo, hi = 0.0, min(big, float(offsets.x.max()))
+        if respond(hi)[1].sum() > supply_at(offsets, hi):
+            lo = hi
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            if respond(mid)[1].sum() > supply_at(offsets, mid):
+                lo = mid
+            else:
+                hi = mid
+        po = hi
+    a, o, short = respond(po)
+    if has_offsets and o.sum() > supply_at(offsets, po) > 0:  # rationed at the top of the curve
+        o *= supply_at(offsets, po) / o.sum()
+        short = np.maximum(e - a - o - h, 0.0)
+    surrendered = np.minimum(e - a - o, h)
+    p_ccer = po if math.isfinite(po) else 0.0
+    return p_ccer, Positions(
+        abatement=a,
+        offsets=o,
+        surrendered=np.maximum(e - a - o - short, 0.0),
+        cea_bought=np.zeros_like(e),
+        shortfall=short,
+        unsold=np.maximum(h - surrendered, 0.0),
+        abatement_cost=curves.cost_of(a),
+        offset_cost=o * p_ccer,
+        trade_cost=np.zeros_like(e),
+        penalty_cost=short * (penalty if math.isfinite(penalty) else 0.0),
+    )

@@ -1,0 +1,208 @@
+"""CarbonMarket: the Mesa model of China's national ETS. One step is one compliance year.
+
+A step (vintage ``year``):
+
+1. output and unabated emissions evolve (sector growth and intensity rates);
+2. coverage is set (sector entry years, inclusion threshold) and allowances allocated
+   (:mod:`model.policy`);
+3. the registry opens each firm's holdings (allocation + bank - deductions, :mod:`model.ledger`);
+4. firms decide and the CEA and CCER markets clear (:mod:`model.market`), or, without trading,
+   each firm complies alone;
+5. firms surrender; the registry banks, expires and checks conservation;
+6. the DataCollector collects the year's totals.
+
+Data flows one way: scenario -> firms -> market -> ledger -> results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import mesa
+import numpy as np
+
+from model import policy
+from model.agents import Firm
+from model.ledger import Ledger, YearRecord
+from model.market import Bounds, Positions, autarky, clear, positions
+from model.population import Firms, load_firms, synthetic_firms
+from model.scenario import Scenario
+
+YEAR_COLUMNS = (
+    "year", "cea_price", "ccer_price", "emissions", "abatement", "allocation", "ccer_used",
+    "abatement_cost", "offset_cost", "shortfall", "reserve_sales", "banked", "covered_firms",
+    "covered_emissions", "free_allocation", "auctioned", "withheld", "expired", "bank_in",
+    "trade_volume", "penalty", "penalty_cost", "limit_binds", "total_cost",
+)
+
+
+class CarbonMarket(mesa.Model):
+    """China's national carbon market as a Mesa model.
+
+    Attributes:
+        config: The scenario.
+        firms: The firm population (arrays).
+        year: The vintage of the last step (``start_year - 1`` before the first).
+        state: This year's per-firm arrays (covered, output, emissions, abatement, allocation,
+            cea_bought, ccer_used, banked, mac, costs), read by the :class:`Firm` agents.
+        ledger: The registry.
+        history: One dict of totals per simulated year (the rows of ``years.csv``).
+    """
+
+    def __init__(self, scenario: Scenario, *, firms: Firms | None = None,
+                 rng: int | None = None, agents: bool = True) -> None:
+        """Build the model.
+
+        Args:
+            scenario: The validated scenario.
+            firms: A prepared population (default: the scenario's tables or the calibrated one).
+            rng: Seed (default: ``scenario.seed``). All random draws come from ``self.rng``.
+            agents: Create one :class:`Firm` agent per firm (the browser and the DataCollector
+                use them; batch runs of very large tables may skip them).
+        """
+        super().__init__(rng=scenario.seed if rng is None else rng)
+        self.config = scenario
+        if firms is None:
+            if scenario.firms.table is not None:
+                firms = load_firms(scenario.firms.table, scenario.firms.mac, self.rng,
+                                   scenario.start_year)
+            else:
+                firms = synthetic_firms(self.rng)
+        self.firms = firms
+        self.year = scenario.start_year - 1
+        self.ledger = Ledger(firms.n)
+        self.cap_state = policy.CapState(first={})
+        self.previous_price: float | None = None
+        self.history: list[dict] = []
+        self.firm_rows: list[dict[str, np.ndarray]] = []
+        self.state: dict[str, np.ndarray] = {k: np.zeros(firms.n) for k in (
+            "covered", "output", "emissions", "abatement", "allocation", "cea_bought",
+            "ccer_used", "banked", "mac", "total_cost")}
+        if agents:
+            for i in range(firms.n):
+                Firm(self, i)
+        self.datacollector = mesa.DataCollector(
+            model_reporters={k: (lambda m, k=k: m.history[-1][k] if m.history else 0.0)
+                             for k in ("cea_price", "ccer_price", "emissions", "abatement",
+                                       "allocation", "ccer_used", "shortfall", "total_cost")}
+        )
+
+    @property
+    def done(self) -> bool:
+        """Whether the last year of the scenario has been simulated."""
+        return self.year >= self.config.end_year
+
+    def step(self) -> None:
+        """Simulate one compliance year."""
+        if self.done:
+            self.running = False
+            return
+        self.year += 1
+        self._simulate_year(self.year)
+        self.datacollector.collect(self)
+        self.running = not self.done
+
+    def run(self) -> None:
+        """Simulate every remaining year of the scenario."""
+        while not self.done:
+            self.step()
+
+    # ------------------------------------------------------------------ one year
+    def _simulate_year(self, year: int) -> None:
+        sc, f = self.config, self.firms
+        out_factor, em_factor = policy.growth_factor(f, sc, year)
+        output = f.output * out_factor
+        e = f.emissions * em_factor
+        cov = policy.covered(f, e, sc, year)
+        grand = cov & policy.grandfathered(f, sc, year)
+        mkt = cov & ~grand
+        free, auctioned = policy.allocate(f, sc, year, output, e, mkt, self.cap_state)
+        free = free + np.where(grand, e, 0.0)
+        holdings, bank_in, deducted = self.ledger.opening(free)
+        penalty = policy.penalty_level(sc, self.previous_price)
+        bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=penalty)
+        ccer = policy.offset_supply(sc, year)
+        curves = f.mac.select(mkt).scaled(em_factor[mkt])
+        e_m, h_m = e[mkt], holdings[mkt]
+        limit = sc.offsets.limit
+        eq = clear(curves.knots(), float(e_m.sum()), float(h_m.sum() + auctioned), ccer, limit,
+                   bounds)
+        auction_unsold = min(eq.surplus, auctioned)
+        eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
+        extra: dict[str, float] = {}
+        if sc.market.trading:
+            pos = positions(curves, e_m, h_m, eq, penalty)
+            cea_price, ccer_price = eq.cea_price, eq.ccer_price
+            reserve, withheld = eq.reserve_sales, eq.withheld
+        else:
+            with_trade = positions(curves, e_m, h_m, eq, penalty)
+            ccer_price, pos = autarky(curves, e_m, h_m, ccer, limit, penalty)
+            cea_price, reserve, withheld, auction_unsold = 0.0, 0.0, 0.0, auctioned
+            extra["total_cost_with_trading"] = _total_cost(with_trade)
+        # back to all firms
+        n = f.n
+        full = {k: np.zeros(n) for k in ("abatement", "offsets", "surrendered", "bought",
+                                           "shortfall", "abatement_cost", "offset_cost",
+                                           "trade_cost", "penalty_cost")}
+        for k, v in (("abatement", pos.abatement), ("offsets", pos.offsets),
+                     ("surrendered", pos.surrendered), ("bought", pos.cea_bought),
+                     ("shortfall", pos.shortfall), ("abatement_cost", pos.abatement_cost),
+                     ("offset_cost", pos.offset_cost), ("trade_cost", pos.trade_cost),
+                     ("penalty_cost", pos.penalty_cost)):
+            full[k][mkt] = v
+        full["surrendered"][grand] = e[grand]
+        rec = YearRecord(
+            year=year, free=free, bank_in=bank_in, deducted=deducted, bought=full["bought"],
+            surrendered=full["surrendered"], ccer=full["offsets"], shortfall=full["shortfall"],
+            banked=np.zeros(n), expired=np.zeros(n), auctioned=auctioned,
+            auction_unsold=auction_unsold, reserve_sales=reserve, withheld=withheld,
+        )
+        net_sales = -full["bought"]
+        self.ledger.record(rec, policy.carry_over_limit(f, sc, net_sales),
+                           sc.compliance.deduct_shortfall)
+        mac = np.zeros(n)
+        mac[mkt] = curves.marginal_cost(pos.abatement)
+        cost = (full["abatement_cost"] + full["offset_cost"] + full["trade_cost"]
+                + full["penalty_cost"])
+        verified = np.where(cov, e - full["abatement"], 0.0)
+        self.state = {
+            "covered": cov.astype(float), "output": output, "emissions": verified,
+            "abatement": full["abatement"], "allocation": free - deducted,
+            "cea_bought": full["bought"], "ccer_used": full["offsets"], "banked": rec.banked,
+            "mac": mac, "total_cost": cost, "unabated": np.where(cov, e, 0.0),
+            "surrendered": full["surrendered"], "shortfall": full["shortfall"],
+            "abatement_cost": full["abatement_cost"], "offset_cost": full["offset_cost"],
+            "trade_cost": full["trade_cost"], "penalty_cost": full["penalty_cost"],
+        }
+        total = float(cost.sum())
+        row = {
+            "year": year, "cea_price": cea_price, "ccer_price": ccer_price,
+            "emissions": float(verified.sum()), "abatement": float(full["abatement"].sum()),
+            "allocation": rec.allocated, "ccer_used": float(full["offsets"].sum()),
+            "abatement_cost": float(full["abatement_cost"].sum()),
+            "offset_cost": float(full["offset_cost"].sum()),
+            "shortfall": float(full["shortfall"].sum()), "reserve_sales": reserve,
+            "banked": float(rec.banked.sum()), "covered_firms": int(cov.sum()),
+            "covered_emissions": float(e[cov].sum()), "free_allocation": float(free.sum()),
+            "auctioned": auctioned, "withheld": withheld,
+            "expired": float(rec.expired.sum() + auction_unsold + withheld),
+            "bank_in": float(bank_in.sum()),
+            "trade_volume": float(np.maximum(full["bought"], 0.0).sum()),
+            "penalty": penalty if math.isfinite(penalty) else 0.0,
+            "penalty_cost": float(full["penalty_cost"].sum()),
+            "limit_binds": bool(eq.limit_binds and sc.market.trading), "total_cost": total,
+        }
+        if "total_cost_with_trading" in extra:
+            row["total_cost_with_trading"] = extra["total_cost_with_trading"]
+            row["gain_from_trade"] = total - extra["total_cost_with_trading"]
+        self.history.append(row)
+        self.previous_price = cea_price if sc.market.trading else self.previous_price
+        self.firm_rows.append({k: self.state[k][cov] for k in self.state} | {
+            "index": np.nonzero(cov)[0]})
+
+
+def _total_cost(pos: Positions) -> float:
+    """Firms' total compliance cost: abatement + offsets + net purchases + penalties, yuan."""
+    return float((pos.abatement_cost + pos.offset_cost + pos.trade_cost
+                  + pos.penalty_cost).sum())

@@ -1,0 +1,202 @@
+"""China's ETS rules as functions of the year: coverage, allocation, offsets, penalty, carry-over.
+
+Each rule is a scenario setting (see :mod:`model.scenario`) and a small vectorised function over
+the firm arrays, so that the simulation (:mod:`model.model`) only wires them together.
+
+Allocation follows the published design (reference §2):
+
+* **intensity benchmarks** x actual output, per firm type; the published power benchmarks for
+  2019-2024, then the last value falling by ``benchmark_decline`` a year (the stringency knob);
+* **grandfathering** to verified emissions for a sector's first vintages (steel, cement and
+  aluminium for 2024); such firms hold exactly what they emit and take no part in the market;
+* an **absolute cap** from a chosen year for chosen sectors, falling linearly by the linear
+  reduction factor (a share of the first cap each year), shared in proportion to benchmark
+  allocation;
+* an **auction share** of the allocation sold instead of given free;
+* **gas units never short** and an optional **shortfall cap for coal units** (an obligation of at
+  most allocation x (1 + cap)). Both are applied as a top-up of allocation computed from
+  unabated emissions, which keeps each firm's problem convex (documented simplification: it
+  keeps the incentive to abate that the ex-post rule removes for the exempted tonnes).
+
+A user-given allocation (``allocation`` column of ``firms.csv``) is used as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.mac import Knots, MACCurves
+from model.population import Firms, benchmark_table, load_ccer_supply, sector_table
+from model.scenario import Scenario
+
+COAL_TYPES = ("coal_gt300", "coal_le300", "coal_unconv")
+NEW_SECTOR_BASE_EXEMPT = ("power",)  # sectors that use the 10,000 t carry-over base
+
+
+def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarray, np.ndarray]:
+    """Output and emission factors of each firm in ``year`` relative to its base year.
+
+    Output grows at the sector's rate; emission intensity changes at the sector's autonomous rate
+    (both from ``sectors.csv`` unless the scenario's ``[growth]`` overrides them).
+
+    Returns:
+        ``(output_factor, emissions_factor)``, arrays over firms.
+    """
+    table = sector_table().set_index("sector")
+    g = table["output_growth"].to_dict() | scenario.growth.output
+    ic = table["intensity_change"].to_dict() | scenario.growth.intensity
+    dt = year - firms.base_year
+    sectors, inverse = np.unique(firms.sector, return_inverse=True)
+    out = np.array([(1.0 + g[s]) ** dt for s in sectors])[inverse]
+    intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors])[inverse]
+    return out, out * intensity
+
+
+def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
+    """Firms covered in ``year``: their sector has entered and they emit at least the threshold."""
+    entry = scenario.coverage.sectors
+    sectors, inverse = np.unique(firms.sector, return_inverse=True)
+    entered = np.array([s in entry and entry[s] <= year for s in sectors])[inverse]
+    return entered & (emissions >= scenario.coverage.threshold)
+
+
+def grandfathered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
+    """Firms whose allocation equals their verified emissions this year (and that do not trade)."""
+    until = scenario.allocation.grandfather_until
+    if firms.allocation is not None:
+        return np.zeros(firms.n, dtype=bool)
+    sectors, inverse = np.unique(firms.sector, return_inverse=True)
+    return np.array([s in until and year <= until[s] for s in sectors])[inverse]
+
+
+def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
+    """Each firm's intensity benchmark in ``year``, t CO2 per unit of output.
+
+    The table's value for the year; after the table's last year that value falls by ``decline`` a
+    year; before its first year, the first value. A firm type without a row uses its sector's
+    rows (their mean), and a sector without rows its firms' mean intensity in the base year.
+    """
+    tab = benchmark_table()
+    out = np.empty(firms.n)
+    keys = np.char.add(np.char.add(firms.sector.astype(str), "|"), firms.firm_type.astype(str))
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    values = np.empty(uniq.size)
+    for j, key in enumerate(uniq):
+        sector, ftype = key.split("|", 1)
+        rows = tab[(tab.sector == sector) & (tab.firm_type == ftype)]
+        if rows.empty:
+            rows = tab[tab.sector == sector].groupby("year", as_index=False)["benchmark"].mean()
+        if rows.empty:
+            m = (firms.sector == sector) & (firms.output > 0)
+            values[j] = firms.emissions[m].sum() / max(firms.output[m].sum(), 1e-12)
+            continue
+        rows = rows.sort_values("year")
+        years, vals = rows["year"].to_numpy(), rows["benchmark"].to_numpy(dtype=float)
+        if year <= years[0]:
+            values[j] = vals[0]
+        elif year >= years[-1]:
+            values[j] = vals[-1] * (1.0 - decline) ** (year - years[-1])
+        else:
+            values[j] = vals[years <= year][-1]
+    out[:] = values[inverse]
+    return out
+
+
+@dataclass
+class CapState:
+    """The absolute cap of each capped sector, fixed in the cap's first year (t)."""
+
+    first: dict[str, float]
+
+
+def allocate(
+    firms: Firms,
+    scenario: Scenario,
+    year: int,
+    output: np.ndarray,
+    emissions: np.ndarray,
+    in_market: np.ndarray,
+    cap_state: CapState,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Allowances for ``year`` of the market's firms (benchmark, cap, corrections, auction).
+
+    Args:
+        firms: The population.
+        scenario: The scenario.
+        year: The vintage.
+        output: Each firm's output this year.
+        emissions: Each firm's unabated emissions this year, t.
+        in_market: Covered firms that take part in the market (not grandfathered).
+        cap_state: Absolute caps fixed so far (updated in place in a cap's first year).
+
+    Returns:
+        ``(free, auctioned)``: free allocation per firm (t, zero outside the market) and the
+        volume sold by auction this year (t).
+    """
+    cfg = scenario.allocation
+    if firms.allocation is not None:
+        return np.where(in_market, firms.allocation, 0.0), 0.0
+    alloc = benchmarks(firms, year, cfg.benchmark_decline) * output
+    alloc = np.where(in_market, alloc, 0.0)
+    if cfg.absolute_cap_from is not None and year >= cfg.absolute_cap_from:
+        capped = cfg.absolute_cap_sectors
+        for sector in np.unique(firms.sector[in_market]):
+            if sector not in capped:
+                continue
+            m = in_market & (firms.sector == sector)
+            if sector not in cap_state.first:
+                cap_state.first[sector] = float(alloc[m].sum())
+            cap = cap_state.first[sector] * max(
+                0.0, 1.0 - cfg.linear_reduction_factor * (year - cfg.absolute_cap_from)
+            )
+            total = alloc[m].sum()
+            if total > 0:
+                alloc[m] *= cap / total
+    if cfg.gas_never_short:
+        gas = in_market & (firms.firm_type == "gas")
+        alloc[gas] = np.maximum(alloc[gas], emissions[gas])
+    if cfg.coal_shortfall_cap is not None:
+        coal = in_market & np.isin(firms.firm_type, COAL_TYPES)
+        alloc[coal] = np.maximum(alloc[coal], emissions[coal] / (1.0 + cfg.coal_shortfall_cap))
+    share = min(1.0, max(0.0, cfg.auction_share + cfg.auction_share_growth
+                         * (year - scenario.start_year)))
+    return alloc * (1.0 - share), float(alloc.sum() * share)
+
+
+def offset_supply(scenario: Scenario, year: int) -> Knots:
+    """The CCER supply curve usable for vintage ``year`` as knots (cost yuan/t, quantity t)."""
+    q, c = load_ccer_supply(scenario.offsets.supply, year, scenario.offsets.supply_scale,
+                            scenario.offsets.old_ccer_until)
+    curve = MACCurves.from_long(np.zeros(q.size, dtype=np.int64), q, c, 1)
+    return curve.knots()
+
+
+def penalty_level(scenario: Scenario, previous_price: float | None) -> float:
+    """The price (yuan/t) above which firms pay the penalty rather than buy allowances.
+
+    A flat ``penalty``; or ``penalty_multiple`` x the previous year's average CEA price (the
+    Interim Regulations of 2024: 5-10 x the average price before the deadline), never below the
+    multiple of ``reference_price`` so that one year of low prices cannot make non-compliance free.
+    """
+    c = scenario.compliance
+    if c.penalty is not None:
+        return float(c.penalty)
+    ref = c.reference_price if previous_price is None else max(previous_price, c.reference_price)
+    return float(c.penalty_multiple * ref)
+
+
+def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) -> np.ndarray:
+    """How many allowances each firm may bank into the next year (t).
+
+    ``"china"``: base + ``sales_multiple`` x net sales (base 10,000 t for power, 100,000 t for the
+    new sectors; ICAP Oct 2024, ClearBlue Nov 2025); ``"unlimited"``; ``"none"``.
+    """
+    b = scenario.banking
+    if not b.enabled or b.carry_over == "none":
+        return np.zeros(firms.n)
+    if b.carry_over == "unlimited":
+        return np.full(firms.n, np.inf)
+    base = np.where(np.isin(firms.sector, NEW_SECTOR_BASE_EXEMPT), b.base, b.base_new_sectors)
+    return base + b.sales_multiple * np.maximum(net_sales, 0.0)

@@ -1,0 +1,469 @@
+"""The firm population: the calibrated synthetic national population, or the user's tables.
+
+Calibration data live in ``model/data/*.csv`` (every row with a ``source`` and ``confidence``):
+
+* ``sectors.csv`` — per sector the number of covered entities, emissions at a reference year,
+  default growth rates and the log-normal size spread;
+* ``firm_types.csv`` — firm types per sector with their shares of firms and emissions and mean
+  emission intensity (t CO2 per output unit);
+* ``benchmarks.csv`` — allocation benchmarks (t CO2 per output unit) by sector, type and year;
+* ``technologies.csv`` — abatement options per sector (cost in yuan/t CO2, potential as a share
+  of a firm's emissions) from which each firm's step MAC curve is drawn;
+* ``ccer_projects.csv`` — CCER project types (t/yr, yuan/t, first and last usable vintage).
+
+Everything is built as arrays (structure of arrays); random draws are vectorised and come from
+the caller's ``numpy.random.Generator`` only, so a seed fixes the population.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.errors import InputError
+from model.mac import CurveError, MACCurves
+from model.scenario import SECTORS
+
+DATA_DIR = Path(__file__).parent / "data"
+THRESHOLD = 26_000.0
+"""Inclusion threshold, t CO2e/yr (MEE allocation plans; ICAP; reference §1)."""
+MAX_POTENTIAL_SHARE = 0.95
+"""Cap on the sum of a firm's option potentials as a share of its emissions (assumption: some
+emissions always remain, e.g. CCS captures < 100 %)."""
+
+
+# ---------------------------------------------------------------------------------- data tables
+@functools.cache
+def _data(name: str) -> pd.DataFrame:
+    dtypes = {"default_entry_year": "Int64", "reference_year": "int64", "n_firms": "int64",
+              "year": "int64", "first_year": "int64", "last_year": "int64"}
+    df = pd.read_csv(DATA_DIR / name, encoding="utf-8")
+    return df.astype({k: v for k, v in dtypes.items() if k in df.columns})
+
+
+def sector_table() -> pd.DataFrame:
+    """``model/data/sectors.csv``: one row per sector (n_firms, emissions_t at reference_year, ...)."""
+    return _data("sectors.csv").copy()
+
+
+def firm_type_table() -> pd.DataFrame:
+    """``model/data/firm_types.csv``: firm types with shares, mean intensity (t CO2/unit), sigma."""
+    return _data("firm_types.csv").copy()
+
+
+def benchmark_table() -> pd.DataFrame:
+    """``model/data/benchmarks.csv``: allocation benchmark (t CO2/unit) by sector, firm_type, year."""
+    return _data("benchmarks.csv").copy()
+
+
+def technology_table() -> pd.DataFrame:
+    """``model/data/technologies.csv``: abatement options (cost yuan/t, potential share of emissions)."""
+    return _data("technologies.csv").copy()
+
+
+def ccer_project_table() -> pd.DataFrame:
+    """``model/data/ccer_projects.csv``: CCER project types (quantity t/yr, cost yuan/t, years)."""
+    return _data("ccer_projects.csv").copy()
+
+
+def default_firm_types() -> dict[str, str]:
+    """Each sector's default firm type (its type with the largest share of emissions)."""
+    t = firm_type_table().sort_values("share_of_emissions", ascending=False, kind="stable")
+    return t.drop_duplicates("sector").set_index("sector")["firm_type"].to_dict()
+
+
+# ---------------------------------------------------------------------------------- firms
+@dataclass(frozen=True)
+class Firms:
+    """The firms of a run as parallel arrays (one entry per firm).
+
+    Attributes:
+        firm_id: Unique ids (object dtype), e.g. ``"power-00001"``.
+        sector: Sector of each firm, one of ``SECTORS``.
+        firm_type: Firm type, e.g. ``"coal_gt300"`` (see ``firm_types.csv``).
+        emissions: Unabated emissions in ``base_year``, t CO2/yr.
+        output: Physical output in ``base_year`` in the sector's unit (MWh, t product).
+        allocation: User-given allocation, t (used as is every year), or None.
+        mac: MAC curves of the firms for their ``base_year`` emissions.
+        base_year: The year the emissions and output refer to.
+    """
+
+    firm_id: np.ndarray
+    sector: np.ndarray
+    firm_type: np.ndarray
+    emissions: np.ndarray
+    output: np.ndarray
+    allocation: np.ndarray | None
+    mac: MACCurves
+    base_year: int
+
+    @property
+    def n(self) -> int:
+        """Number of firms."""
+        return int(self.emissions.size)
+
+
+def _split_counts(n: int, shares: np.ndarray) -> np.ndarray:
+    """Split ``n`` into integer counts proportional to ``shares`` (largest remainder)."""
+    exact = n * shares / shares.sum()
+    counts = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: n - counts.sum()]] += 1
+    return counts
+
+
+def _lognormal_factor(rng: np.random.Generator, sigma: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Mean-one log-normal factors ``exp(sigma*Z - sigma**2/2)`` of the given shape."""
+    return np.exp(sigma * rng.standard_normal(shape) - sigma * sigma / 2.0)
+
+
+def _draw_mac(rng: np.random.Generator, sector: np.ndarray, emissions: np.ndarray) -> MACCurves:
+    """Step MAC curves from each firm's sector options with per-firm cost and potential spread.
+
+    Option costs (yuan/t) and potentials (share of emissions) are multiplied by mean-one
+    log-normal factors (``cost_sigma``, ``potential_sigma``); a firm's potential shares are scaled
+    down to sum to at most ``MAX_POTENTIAL_SHARE``.
+    """
+    tech = technology_table()
+    n_opt = int(tech.groupby("sector").size().max())
+    shape = (len(SECTORS), n_opt)
+    tab = {k: np.zeros(shape) for k in ("cost", "cost_sigma", "potential", "potential_sigma")}
+    code = pd.Categorical(tech["sector"], categories=SECTORS).codes
+    slot = tech.groupby("sector").cumcount().to_numpy()
+    for k, arr in tab.items():
+        arr[code, slot] = tech[k].to_numpy(dtype=np.float64)
+    s = pd.Categorical(sector, categories=SECTORS).codes
+    cost = tab["cost"][s] * _lognormal_factor(rng, tab["cost_sigma"][s], (s.size, n_opt))
+    # Padding slots (sectors with fewer options) get zero potential at the firm's cheapest cost,
+    # so they add only a zero-width point and never change where a curve starts or ends.
+    real = (tab["potential"] > 0)[s]
+    cheapest = np.where(real, cost, np.inf).min(axis=1, initial=np.inf)
+    cost = np.where(real, cost, np.where(np.isfinite(cheapest), cheapest, 0.0)[:, None])
+    share = tab["potential"][s] * _lognormal_factor(rng, tab["potential_sigma"][s], (s.size, n_opt))
+    total = share.sum(axis=1)
+    share *= np.minimum(1.0, MAX_POTENTIAL_SHARE / np.where(total > 0, total, 1.0))[:, None]
+    return MACCurves.from_options(share * np.asarray(emissions, dtype=np.float64)[:, None], cost)
+
+
+def _sector_ids(sector: str, n: int) -> np.ndarray:
+    digits = np.strings.zfill(np.arange(1, n + 1).astype(np.str_), 5)
+    return np.strings.add(f"{sector}-", digits).astype(object)
+
+
+def synthetic_firms(
+    rng: np.random.Generator, base_year: int = 2023, *, threshold: float = THRESHOLD
+) -> Firms:
+    """The calibrated synthetic national population of all nine ``SECTORS``.
+
+    Per sector (``sectors.csv``) the entity count is exact and the emissions add up exactly to
+    ``emissions_t`` carried from ``reference_year`` to ``base_year`` with the sector's
+    ``output_growth`` and ``intensity_change``. Firm types get counts by ``share_of_firms`` and
+    emission totals by ``share_of_emissions`` (``firm_types.csv``). Within a type, firm sizes are
+    log-normal (``size_sigma``) conditioned on the threshold: each firm emits ``threshold`` plus
+    its log-normal share of the type's excess over ``n * threshold``. Output is emissions /
+    (type intensity x a log-normal firm factor, ``intensity_sigma``), normalised so that the
+    type's emissions / output equals its mean intensity exactly. MAC curves come from
+    ``technologies.csv`` (see ``_draw_mac``).
+
+    Args:
+        rng: The only source of randomness.
+        base_year: Year of the returned emissions and output.
+        threshold: Inclusion threshold, t CO2e/yr; every firm emits at least this.
+
+    Returns:
+        The firms, ordered by sector (``SECTORS`` order) and type, without user allocation.
+
+    Raises:
+        ValueError: The data files are inconsistent (e.g. too little emissions for the count).
+    """
+    sectors = sector_table().set_index("sector")
+    types = firm_type_table()
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("id", "sector", "type", "em", "out")}
+    for name in SECTORS:
+        row = sectors.loc[name]
+        t = types[types["sector"] == name]
+        growth = (1.0 + row["output_growth"]) * (1.0 + row["intensity_change"])
+        total = float(row["emissions_t"]) * growth ** (base_year - int(row["reference_year"]))
+        n = int(row["n_firms"])
+        counts = _split_counts(n, t["share_of_firms"].to_numpy(dtype=np.float64))
+        share_e = t["share_of_emissions"].to_numpy(dtype=np.float64)
+        type_total = total * share_e / share_e.sum()
+        excess = type_total - counts * threshold
+        if ((counts == 0) & (type_total > 0)).any() or ((counts > 0) & (excess <= 0)).any():
+            raise ValueError(f"sectors.csv/firm_types.csv: sector {name!r}: too few firms or too "
+                             "little emissions for the threshold in some firm type")
+        k = np.repeat(np.arange(counts.size), counts)
+        z = rng.lognormal(0.0, float(row["size_sigma"]), n)
+        em = threshold + excess[k] * z / np.bincount(k, z, minlength=counts.size)[k]
+        intensity = t["intensity"].to_numpy(dtype=np.float64)
+        sig = t["intensity_sigma"].to_numpy(dtype=np.float64)
+        raw = em / (intensity[k] * np.exp(sig[k] * rng.standard_normal(n)))
+        out = raw * (type_total / intensity)[k] / np.bincount(k, raw, minlength=counts.size)[k]
+        parts["id"].append(_sector_ids(name, n))
+        parts["sector"].append(np.full(n, name, dtype=object))
+        parts["type"].append(t["firm_type"].to_numpy(dtype=object)[k])
+        parts["em"].append(em)
+        parts["out"].append(out)
+    sector = np.concatenate(parts["sector"])
+    emissions = np.concatenate(parts["em"])
+    return Firms(
+        firm_id=np.concatenate(parts["id"]),
+        sector=sector,
+        firm_type=np.concatenate(parts["type"]),
+        emissions=emissions,
+        output=np.concatenate(parts["out"]),
+        allocation=None,
+        mac=_draw_mac(rng, sector, emissions),
+        base_year=base_year,
+    )
+
+
+# ---------------------------------------------------------------------------------- user tables
+def _parse_csv(path: Path, required: tuple[str, ...], dtype: dict | None) -> pd.DataFrame:
+    """``pandas.read_csv`` keeping blank lines (so row i is file line i + 2), errors as InputError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed types: checked later
+            return pd.read_csv(path, skip_blank_lines=False, index_col=False,
+                               encoding="utf-8-sig", dtype=dtype)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "file is empty (expected a header line with columns "
+                         + ", ".join(required) + ")") from None
+    except pd.errors.ParserError as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m is None:
+            raise InputError(path, f"cannot read CSV: {' '.join(str(e).split())}") from None
+        raise InputError(path, f"{m.group(3)} fields, but the header has {m.group(1)}",
+                         line=int(m.group(2))) from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a UTF-8 text file") from None
+
+
+def _read_table(
+    path: Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
+    text: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a user CSV and check its columns; return the table and each row's file line number.
+
+    Blank lines are skipped but counted, so line numbers are those of the file (header = 1).
+    Text columns are read as strings (never as numbers, so "007" stays "007") and stripped of
+    surrounding blanks; an empty cell is NaN.
+
+    Raises:
+        InputError: missing file, unreadable CSV, missing or unknown column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    df = _parse_csv(path, required, None)
+    raw_names = {str(c).strip(): c for c in df.columns}
+    numeric_text = [raw_names[c] for c in text if c in raw_names
+                    and not pd.api.types.is_string_dtype(df[raw_names[c]])
+                    and df[raw_names[c]].notna().any()]
+    if numeric_text:  # ids such as 007 were parsed as numbers: read them again as text
+        df = _parse_csv(path, required, {c: str for c in numeric_text})
+    df.columns = [str(c).strip() for c in df.columns]
+    allowed = required + optional
+    for c in df.columns:
+        if c not in allowed:
+            raise InputError(path, "unknown column (allowed: " + ", ".join(allowed) + ")",
+                             line=1, field=c)
+    for c in required:
+        if c not in df.columns:
+            raise InputError(path, "missing required column", line=1, field=c)
+    for c in text:
+        if c in df.columns:
+            df[c] = df[c].str.strip().replace("", np.nan)
+    if len(df.columns) and df[df.columns[0]].isna().any():  # blank lines are all-NaN rows
+        df = df.loc[~df.isna().all(axis=1).to_numpy()]
+    return df, df.index.to_numpy(dtype=np.int64) + 2
+
+
+def _check_filled(path: Path, df: pd.DataFrame, lines: np.ndarray, col: str) -> None:
+    bad = df[col].isna().to_numpy()
+    if bad.any():
+        raise InputError(path, "empty or NaN value", line=int(lines[np.argmax(bad)]), field=col)
+
+
+def _numeric(path: Path, df: pd.DataFrame, lines: np.ndarray, col: str,
+             nonnegative: bool = True) -> np.ndarray:
+    """A column as float64; raises InputError for empty, non-numeric, infinite or negative values."""
+    raw = df[col]
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        raise InputError(path, f"not a number: '{raw.iloc[0]}'", line=int(lines[0]), field=col)
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        values = raw.to_numpy(dtype=np.float64)
+    else:
+        conv = pd.to_numeric(raw.astype(object).where(raw.notna(), None), errors="coerce")
+        wrong = (conv.isna() & raw.notna()).to_numpy()
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise InputError(path, f"not a number: {str(raw.iloc[i]).strip()!r}",
+                             line=int(lines[i]), field=col)
+        values = conv.to_numpy(dtype=np.float64)
+    for bad, problem in ((np.isnan(values), "empty or NaN value"),
+                         (np.isinf(values), "value is not finite")):
+        if bad.any():
+            raise InputError(path, problem, line=int(lines[np.argmax(bad)]), field=col)
+    if nonnegative and (values < 0).any():
+        i = int(np.argmax(values < 0))
+        raise InputError(path, f"negative value {values[i]:g} (must be >= 0)",
+                         line=int(lines[i]), field=col)
+    return values
+
+
+def _ids(path: Path, df: pd.DataFrame, lines: np.ndarray) -> np.ndarray:
+    _check_filled(path, df, lines, "firm_id")
+    return df["firm_id"].to_numpy(dtype=object)
+
+
+def _check_curve(path: Path, lines: np.ndarray, build, field: str, what: str) -> MACCurves:
+    """Run a curve constructor, turning a CurveError into an InputError at the offending line."""
+    try:
+        return build()
+    except CurveError as e:
+        problem = e.message
+        if "decreases:" in problem:
+            problem = f"{field} decreases along the {what} (it must not fall as quantity grows)"
+        raise InputError(path, problem, line=int(lines[e.point_index]), field=field) from None
+
+
+def load_firms(
+    table: Path, mac: Path | None, rng: np.random.Generator, base_year: int
+) -> Firms:
+    """Firms from the user's tables.
+
+    ``firms.csv``: columns ``firm_id``, ``sector``, ``emissions`` (t CO2/yr in ``base_year``),
+    optional ``output`` (sector unit), ``allocation`` (t, used as is every year) and
+    ``firm_type`` (a type of the firm's sector in ``firm_types.csv``; default: the sector's type
+    with the largest share of emissions). Output defaults to emissions / the type's mean intensity.
+    Every cell of a present column must be filled.
+
+    ``mac.csv`` (long format, one row per curve point): ``firm_id``, ``abatement`` (cumulative t,
+    >= 0, at most the firm's emissions), ``mac`` (yuan/t, non-decreasing along the curve). Firms
+    without rows get a zero curve. Without ``mac.csv`` each firm gets a curve drawn with ``rng``
+    from its sector's technology options, scaled to its emissions.
+
+    Raises:
+        InputError: Any problem with the files, naming the file, line and field.
+    """
+    table = Path(table)
+    df, lines = _read_table(table, ("firm_id", "sector", "emissions"),
+                            ("output", "allocation", "firm_type"),
+                            text=("firm_id", "sector", "firm_type"))
+    if len(df) == 0:
+        raise InputError(table, "no firms (the table has a header but no rows)")
+    firm_id = _ids(table, df, lines)
+    _check_filled(table, df, lines, "sector")
+    sector = df["sector"].to_numpy(dtype=object)
+    unknown = ~df["sector"].isin(SECTORS).to_numpy()
+    if unknown.any():
+        i = int(np.argmax(unknown))
+        raise InputError(table, f"unknown sector {sector[i]!r} (allowed: {', '.join(SECTORS)})",
+                         line=int(lines[i]), field="sector")
+    emissions = _numeric(table, df, lines, "emissions")
+    dup = df["firm_id"].duplicated().to_numpy()
+    if dup.any():
+        i = int(np.argmax(dup))
+        first = int(lines[np.argmax(firm_id == firm_id[i])])
+        raise InputError(table, f"duplicate firm_id {firm_id[i]!r} (first on line {first})",
+                         line=int(lines[i]), field="firm_id")
+    types = firm_type_table()
+    if "firm_type" in df.columns:
+        _check_filled(table, df, lines, "firm_type")
+        firm_type = df["firm_type"].to_numpy(dtype=object)
+        known = pd.MultiIndex.from_frame(types[["sector", "firm_type"]])
+        ok = pd.MultiIndex.from_arrays([sector, firm_type]).isin(known)
+        if not ok.all():
+            i = int(np.argmax(~ok))
+            allowed = types.loc[types["sector"] == sector[i], "firm_type"]
+            raise InputError(table, f"unknown firm_type {firm_type[i]!r} for sector "
+                             f"{sector[i]!r} (allowed: {', '.join(allowed)})",
+                             line=int(lines[i]), field="firm_type")
+    else:
+        firm_type = df["sector"].map(default_firm_types()).to_numpy(dtype=object)
+    if "output" in df.columns:
+        output = _numeric(table, df, lines, "output")
+    else:
+        key = pd.MultiIndex.from_arrays([sector, firm_type])
+        intensity = types.set_index(["sector", "firm_type"])["intensity"].reindex(key)
+        output = emissions / intensity.to_numpy(dtype=np.float64)
+    allocation = (_numeric(table, df, lines, "allocation")
+                  if "allocation" in df.columns else None)
+    if mac is None:
+        curves = _draw_mac(rng, sector, emissions)
+    else:
+        curves = _load_mac(Path(mac), table, df["firm_id"], emissions)
+    return Firms(firm_id=firm_id, sector=sector, firm_type=firm_type, emissions=emissions,
+                 output=output, allocation=allocation, mac=curves, base_year=base_year)
+
+
+def _load_mac(path: Path, table: Path, firm_id: pd.Series, emissions: np.ndarray) -> MACCurves:
+    """Read ``mac.csv`` (firm_id, abatement, mac) into curves for the (unique) ``firm_id``."""
+    df, lines = _read_table(path, ("firm_id", "abatement", "mac"), text=("firm_id",))
+    _check_filled(path, df, lines, "firm_id")
+    abatement = _numeric(path, df, lines, "abatement")
+    cost = _numeric(path, df, lines, "mac", nonnegative=False)
+    n = len(firm_id)
+    # One hash pass over both id columns: codes of the firms' ids map codes to firm indices.
+    codes, _ = pd.factorize(pd.concat([firm_id, df["firm_id"]], ignore_index=True))
+    to_firm = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+    to_firm[codes[:n]] = np.arange(n)
+    index = to_firm[codes[n:]]
+    missing = index < 0
+    if missing.any():
+        i = int(np.argmax(missing))
+        raise InputError(path, f"firm_id {df['firm_id'].iloc[i]!r} is not in {table.name}",
+                         line=int(lines[i]), field="firm_id")
+    over = abatement > emissions[index] * (1.0 + 1e-9)
+    if over.any():
+        i = int(np.argmax(over))
+        raise InputError(path, f"abatement {abatement[i]:g} t exceeds the firm's emissions "
+                         f"{emissions[index[i]]:g} t", line=int(lines[i]), field="abatement")
+    return _check_curve(path, lines, lambda: MACCurves.from_long(
+        index, abatement, cost, firm_id.size), "mac", "firm's MAC curve")
+
+
+# ---------------------------------------------------------------------------------- CCER supply
+def load_ccer_supply(
+    path: Path | None, year: int, scale: float, old_ccer_until: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The CCER supply curve usable for compliance of vintage ``year``.
+
+    Points (cumulative quantity t, cost yuan/t) with the MAC-curve conventions: non-decreasing,
+    starting at (0, 0) unless a point at quantity 0 is given; equal quantities are a vertical jump.
+
+    From ``path`` (a user ``ccer.csv`` with columns ``quantity``, ``cost``: the curve's points,
+    quantities >= 0 cumulative, costs >= 0 and non-decreasing along the curve), or, when ``path``
+    is None, from ``ccer_projects.csv``: the project types with ``first_year <= year <=
+    last_year`` (for ``old_ccer`` the last year is ``old_ccer_until``) as steps sorted by cost.
+    In both cases quantities are multiplied by ``scale``.
+
+    Raises:
+        InputError: Problems with ``ccer.csv``, naming the file and line.
+        ValueError: ``scale`` is negative.
+    """
+    if scale < 0:
+        raise ValueError("scale must be >= 0")
+    if path is not None:
+        path = Path(path)
+        df, lines = _read_table(path, ("quantity", "cost"))
+        q = _numeric(path, df, lines, "quantity")
+        c = _numeric(path, df, lines, "cost")
+        curve = _check_curve(path, lines, lambda: MACCurves.from_long(
+            np.zeros(q.size, dtype=np.int64), q, c, 1), "cost", "supply curve")
+        return curve.abatement * scale, curve.cost.copy()
+    p = ccer_project_table()
+    last = np.where(p["project_type"] == "old_ccer", old_ccer_until, p["last_year"])
+    p = p[(p["first_year"].to_numpy() <= year) & (year <= last)]
+    if len(p) == 0:
+        return np.zeros(2), np.zeros(2)
+    curve = MACCurves.from_options(p["quantity"].to_numpy(dtype=np.float64)[None, :] * scale,
+                                   p["cost"].to_numpy(dtype=np.float64)[None, :])
+    return curve.abatement, curve.cost
