@@ -23,6 +23,7 @@ A user-given allocation (``allocation`` column of ``firms.csv``) is used as is.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,31 @@ from model.population import Firms, benchmark_table, load_ccer_supply, sector_ta
 from model.scenario import Scenario
 
 COAL_TYPES = ("coal_gt300", "coal_le300", "coal_unconv")
+_GROUPS: dict[int, tuple] = {}
+
+
+def _groups(firms: Firms) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unique sectors and (sector, type) keys of a population with each firm's index into them.
+
+    Computed once per population (string sorting is the slow part of the yearly rules).
+    """
+    hit = _GROUPS.get(id(firms))
+    if hit is not None and hit[0] is firms:
+        return hit[1]
+    sectors, s_inv = np.unique(firms.sector.astype(str), return_inverse=True)
+    keys = np.char.add(np.char.add(firms.sector.astype(str), "|"), firms.firm_type.astype(str))
+    types, t_inv = np.unique(keys, return_inverse=True)
+    if len(_GROUPS) > 8:
+        _GROUPS.clear()
+    _GROUPS[id(firms)] = (firms, (sectors, s_inv, types, t_inv))
+    return sectors, s_inv, types, t_inv
 NEW_SECTOR_BASE_EXEMPT = ("power",)  # sectors that use the 10,000 t carry-over base
+
+
+def _type_mask(firms: Firms, types: tuple[str, ...]) -> np.ndarray:
+    """Firms whose type is one of ``types``."""
+    _, _, keys, t_inv = _groups(firms)
+    return np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)[t_inv]
 
 
 def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +73,7 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
     g = table["output_growth"].to_dict() | scenario.growth.output
     ic = table["intensity_change"].to_dict() | scenario.growth.intensity
     dt = year - firms.base_year
-    sectors, inverse = np.unique(firms.sector, return_inverse=True)
+    sectors, inverse, _, _ = _groups(firms)
     out = np.array([(1.0 + g[s]) ** dt for s in sectors])[inverse]
     intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors])[inverse]
     return out, out * intensity
@@ -57,7 +82,7 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
 def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
     """Firms covered in ``year``: their sector has entered and they emit at least the threshold."""
     entry = scenario.coverage.sectors
-    sectors, inverse = np.unique(firms.sector, return_inverse=True)
+    sectors, inverse, _, _ = _groups(firms)
     entered = np.array([s in entry and entry[s] <= year for s in sectors])[inverse]
     return entered & (emissions >= scenario.coverage.threshold)
 
@@ -67,7 +92,7 @@ def grandfathered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
     until = scenario.allocation.grandfather_until
     if firms.allocation is not None:
         return np.zeros(firms.n, dtype=bool)
-    sectors, inverse = np.unique(firms.sector, return_inverse=True)
+    sectors, inverse, _, _ = _groups(firms)
     return np.array([s in until and year <= until[s] for s in sectors])[inverse]
 
 
@@ -78,30 +103,35 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     year; before its first year, the first value. A firm type without a row uses its sector's
     rows (their mean), and a sector without rows its firms' mean intensity in the base year.
     """
+    _, _, uniq, inverse = _groups(firms)
+    values = np.array([_schedule(firms, key, year, decline) for key in uniq])
+    return values[inverse]
+
+
+def _schedule(firms: Firms, key: str, year: int, decline: float) -> float:
+    """The benchmark of one (sector, firm type) in ``year`` (see :func:`benchmarks`)."""
+    years, vals = _benchmark_rows(key)
+    if years.size == 0:
+        sector = key.split("|", 1)[0]
+        m = (firms.sector == sector) & (firms.output > 0)
+        return float(firms.emissions[m].sum() / max(firms.output[m].sum(), 1e-12))
+    if year <= years[0]:
+        return float(vals[0])
+    if year >= years[-1]:
+        return float(vals[-1] * (1.0 - decline) ** (year - years[-1]))
+    return float(vals[years <= year][-1])
+
+
+@functools.lru_cache(maxsize=256)
+def _benchmark_rows(key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Published/assumed benchmark years and values of a ``sector|firm_type`` key."""
     tab = benchmark_table()
-    out = np.empty(firms.n)
-    keys = np.char.add(np.char.add(firms.sector.astype(str), "|"), firms.firm_type.astype(str))
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    values = np.empty(uniq.size)
-    for j, key in enumerate(uniq):
-        sector, ftype = key.split("|", 1)
-        rows = tab[(tab.sector == sector) & (tab.firm_type == ftype)]
-        if rows.empty:
-            rows = tab[tab.sector == sector].groupby("year", as_index=False)["benchmark"].mean()
-        if rows.empty:
-            m = (firms.sector == sector) & (firms.output > 0)
-            values[j] = firms.emissions[m].sum() / max(firms.output[m].sum(), 1e-12)
-            continue
-        rows = rows.sort_values("year")
-        years, vals = rows["year"].to_numpy(), rows["benchmark"].to_numpy(dtype=float)
-        if year <= years[0]:
-            values[j] = vals[0]
-        elif year >= years[-1]:
-            values[j] = vals[-1] * (1.0 - decline) ** (year - years[-1])
-        else:
-            values[j] = vals[years <= year][-1]
-    out[:] = values[inverse]
-    return out
+    sector, ftype = key.split("|", 1)
+    rows = tab[(tab.sector == sector) & (tab.firm_type == ftype)]
+    if rows.empty:
+        rows = tab[tab.sector == sector].groupby("year", as_index=False)["benchmark"].mean()
+    rows = rows.sort_values("year")
+    return rows["year"].to_numpy(), rows["benchmark"].to_numpy(dtype=float)
 
 
 @dataclass
@@ -142,10 +172,12 @@ def allocate(
     alloc = np.where(in_market, alloc, 0.0)
     if cfg.absolute_cap_from is not None and year >= cfg.absolute_cap_from:
         capped = cfg.absolute_cap_sectors
-        for sector in np.unique(firms.sector[in_market]):
+        sectors, s_inv, _, _ = _groups(firms)
+        for code in np.unique(s_inv[in_market]):
+            sector = str(sectors[code])
             if sector not in capped:
                 continue
-            m = in_market & (firms.sector == sector)
+            m = in_market & (s_inv == code)
             if sector not in cap_state.first:
                 cap_state.first[sector] = float(alloc[m].sum())
             cap = cap_state.first[sector] * max(
@@ -155,10 +187,10 @@ def allocate(
             if total > 0:
                 alloc[m] *= cap / total
     if cfg.gas_never_short:
-        gas = in_market & (firms.firm_type == "gas")
+        gas = in_market & _type_mask(firms, ("gas",))
         alloc[gas] = np.maximum(alloc[gas], emissions[gas])
     if cfg.coal_shortfall_cap is not None:
-        coal = in_market & np.isin(firms.firm_type, COAL_TYPES)
+        coal = in_market & _type_mask(firms, COAL_TYPES)
         alloc[coal] = np.maximum(alloc[coal], emissions[coal] / (1.0 + cfg.coal_shortfall_cap))
     share = min(1.0, max(0.0, cfg.auction_share + cfg.auction_share_growth
                          * (year - scenario.start_year)))
@@ -198,5 +230,7 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
         return np.zeros(firms.n)
     if b.carry_over == "unlimited":
         return np.full(firms.n, np.inf)
-    base = np.where(np.isin(firms.sector, NEW_SECTOR_BASE_EXEMPT), b.base, b.base_new_sectors)
+    sectors, s_inv, _, _ = _groups(firms)
+    old = np.isin(sectors, NEW_SECTOR_BASE_EXEMPT)[s_inv]
+    base = np.where(old, b.base, b.base_new_sectors)
     return base + b.sales_multiple * np.maximum(net_sales, 0.0)
