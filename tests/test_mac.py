@@ -1,0 +1,345 @@
+"""MAC curves against independent definitions: point lists, max-over-points, numerical integrals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.integrate import quad
+
+from model.mac import CurveError, MACCurves
+from model.market import supply_at
+
+Curve = list[tuple[float, float]]  # one firm's points (abatement t, cost yuan/t)
+
+
+# ------------------------------------------------------------------ independent helpers
+def points_of(curves: MACCurves, i: int) -> Curve:
+    s, e = curves.start[i], curves.start[i + 1]
+    return list(zip(curves.abatement[s:e].tolist(), curves.cost[s:e].tolist()))
+
+
+def segments(pts: Curve):
+    return [(a0, a1 - a0, c0, c1 - c0) for (a0, c0), (a1, c1) in zip(pts[:-1], pts[1:])]
+
+
+def ref_abatement(pts: Curve, p: float, theta: float = 1.0) -> float:
+    """Abatement at price p as the furthest point of the curve reachable at cost below p
+    (``lower``) or at most p (``upper``); theta picks between them on a flat at p."""
+    lower = upper = 0.0
+    for a, c in pts:
+        if c < p:
+            lower = max(lower, a)
+        if c <= p:
+            upper = max(upper, a)
+    for a0, da, c0, dc in segments(pts):
+        if dc > 0 and c0 < p:
+            reach = a0 + da * min((p - c0) / dc, 1.0)
+            lower, upper = max(lower, reach), max(upper, reach)
+    return lower + theta * (upper - lower)
+
+
+def mac_value(pts: Curve, x: float) -> float:
+    """The curve's marginal cost at abatement x (inside a segment of positive width)."""
+    for a0, da, c0, dc in segments(pts):
+        if da > 0 and a0 <= x <= a0 + da:
+            return c0 + dc * (x - a0) / da
+    raise AssertionError(f"{x} is not on the curve")
+
+
+def integral(pts: Curve, x: float) -> float:
+    """Area under the curve from 0 to min(x, max abatement), by scipy quad."""
+    top = min(x, pts[-1][0])
+    if top <= 0:
+        return 0.0
+    inner = sorted({a for a, _ in pts if 0 < a < top})
+    value, _ = quad(lambda t: mac_value(pts, t), 0.0, top, points=inner or None, limit=200)
+    return value
+
+
+# ------------------------------------------------------------------ random curves
+widths = st.one_of(st.just(0.0), st.floats(0.5, 100.0))  # 0 = a vertical jump
+rises = st.one_of(st.just(0.0), st.floats(0.5, 80.0))  # 0 = a flat
+
+
+@st.composite
+def curve_st(draw, min_points: int = 2) -> Curve:
+    """A valid curve starting at abatement 0 (costs may start negative)."""
+    c = draw(st.floats(-60.0, 150.0))
+    a = 0.0
+    pts = [(a, c)]
+    for _ in range(draw(st.integers(min_points - 1, 6))):
+        da, dc = draw(widths), draw(rises)
+        a, c = a + da, c + dc
+        pts.append((a, c))
+    return pts
+
+
+curves_st = st.lists(curve_st(), min_size=1, max_size=6)
+
+
+def build(curve_list: list[Curve]) -> MACCurves:
+    firm = np.concatenate([np.full(len(p), i) for i, p in enumerate(curve_list)])
+    a = np.array([x for p in curve_list for x, _ in p])
+    c = np.array([y for p in curve_list for _, y in p])
+    return MACCurves.from_long(firm, a, c, len(curve_list))
+
+
+def price_grid(curve_list: list[Curve]) -> list[float]:
+    """Every knot cost, points between and beyond them (covers flats, slopes and jumps)."""
+    knots = sorted({c for p in curve_list for _, c in p})
+    mids = [(x + y) / 2 for x, y in zip(knots[:-1], knots[1:])]
+    return knots + mids + [knots[0] - 1.0, knots[-1] + 1.0, 0.0]
+
+
+# ------------------------------------------------------------------ from_long
+@settings(max_examples=60, deadline=None)
+@given(curve_list=st.lists(st.one_of(st.just([]), curve_st(1)), min_size=1, max_size=6),
+       seed=st.integers(0, 2**32 - 1))
+def test_from_long_sorts_rows_and_keeps_file_order_of_equal_abatement(curve_list, seed) -> None:
+    """Shuffled rows give the same curves as sorted rows, as long as points with equal
+    abatement keep their relative order (the order that defines a vertical jump)."""
+    rows = [(i, a, c) for i, p in enumerate(curve_list) for a, c in p]
+    rng = np.random.default_rng(seed)
+    shuffled = [rows[j] for j in rng.permutation(len(rows))]
+    # restore the file order within each (firm, abatement) group at the group's positions
+    groups: dict[tuple[int, float], list[int]] = {}
+    for pos, (i, a, _) in enumerate(shuffled):
+        groups.setdefault((i, a), []).append(pos)
+    for (i, a), where in groups.items():
+        for pos, row in zip(where, [r for r in rows if r[0] == i and r[1] == a]):
+            shuffled[pos] = row
+    f = np.array([r[0] for r in shuffled], dtype=np.int64)
+    a = np.array([r[1] for r in shuffled], dtype=float)
+    c = np.array([r[2] for r in shuffled], dtype=float)
+    curves = MACCurves.from_long(f, a, c, len(curve_list))
+    assert curves.n_firms == len(curve_list)
+    assert curves.start[0] == 0 and curves.start.dtype == np.int64
+    for i, pts in enumerate(curve_list):
+        expected = pts if len(pts) >= 2 else pts * 2 if pts else [(0.0, 0.0), (0.0, 0.0)]
+        assert points_of(curves, i) == expected
+
+
+def test_from_long_prepends_origin_and_orders_a_vertical_jump_by_file_order() -> None:
+    # firm 0: rows out of order; (5, 10) comes before (5, 30) in the file -> jump 10 -> 30
+    firm = np.array([0, 1, 0, 0, 0])
+    a = np.array([5.0, 20.0, 10.0, 5.0, 2.0])
+    c = np.array([10.0, 40.0, 30.0, 30.0, 10.0])
+    curves = MACCurves.from_long(firm, a, c, 3)
+    assert points_of(curves, 0) == [(0, 0), (2, 10), (5, 10), (5, 30), (10, 30)]
+    assert points_of(curves, 1) == [(0, 0), (20, 40)]  # (0, 0) prepended
+    assert points_of(curves, 2) == [(0, 0), (0, 0)]  # no points: zero curve
+    assert curves.max_abatement.tolist() == [10, 20, 0]
+    # the same two points in the other file order make the cost fall: row 3 is reported
+    with pytest.raises(CurveError) as err:
+        MACCurves.from_long(firm, a, np.array([30.0, 40.0, 30.0, 10.0, 10.0]), 3)
+    assert err.value.point_index == 3
+
+
+@pytest.mark.parametrize(
+    ("firm", "a", "c", "bad"),
+    [
+        ([1, 0, 0], [0, 10, 0], [0, 50, 60], 1),  # firm 0 falls 60 -> 50 at row 1
+        ([0, 0, 0, 1], [0, 4, 8, 3], [1, 5, 4, 2], 2),  # 5 -> 4 at row 2
+        ([0, 0, 1, 1], [0, 5, 7, 0], [10, 20, 50, 60], 2),  # firm 1: 60 at 0, 50 at 7
+        ([0, 1, 1], [0, 3, 6], [0, -5, 10], 1),  # (0, 0) implied before a negative cost
+        ([0, 0, 1], [0, -1, 5], [0, 1, 2], 1),  # negative abatement
+        ([0, 0, 1], [0, 1, np.nan], [0, 1, 2], 2),  # not finite
+        ([0, 0, 1], [0, 1, 5], [0, np.inf, 2], 1),
+        ([0, 0, 1], [0, np.inf, 5], [0, 1, 2], 1),
+    ],
+)
+def test_from_long_reports_the_bad_input_row(firm, a, c, bad) -> None:
+    with pytest.raises(CurveError) as err:
+        MACCurves.from_long(np.array(firm), np.array(a, float), np.array(c, float), 2)
+    assert err.value.point_index == bad
+    assert isinstance(err.value, ValueError) and err.value.message
+
+
+def test_negative_cost_is_allowed_with_a_point_at_zero() -> None:
+    curves = MACCurves.from_long(np.array([0, 0]), np.array([0.0, 10.0]),
+                                 np.array([-20.0, 20.0]), 1)
+    assert points_of(curves, 0) == [(0, -20), (10, 20)]
+    # no-regret abatement: everything with a negative cost is done at price 0
+    assert curves.abatement_at(0.0)[0] == pytest.approx(5.0)
+
+
+# ------------------------------------------------------------------ other constructors
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 5), k=st.integers(1, 4))
+def test_from_options_is_a_step_curve_of_the_options(seed, n, k) -> None:
+    rng = np.random.default_rng(seed)
+    potential = rng.uniform(0, 100, (n, k)) * (rng.random((n, k)) < 0.8)  # some zero potentials
+    cost = rng.choice([-20.0, 0.0, 35.0, 80.0, 150.0], (n, k))  # ties between options
+    curves = MACCurves.from_options(potential, cost)
+    assert np.allclose(curves.max_abatement, potential.sum(axis=1))
+    assert np.array_equal(curves.cost[curves.start[:-1]], cost.min(axis=1))  # starts cheapest
+    for i in range(n):
+        pts = points_of(curves, i)
+        assert pts[0][0] == 0
+        assert all(a1 >= a0 and c1 >= c0 for (a0, c0), (a1, c1) in zip(pts, pts[1:]))
+        assert all(dc == 0 for _, da, _, dc in segments(pts) if da > 0)  # only flats
+    for p in [-30.0, -20.0, 0.0, 10.0, 35.0, 80.0, 100.0, 150.0, 200.0]:
+        below = (potential * (cost < p)).sum(axis=1)
+        at = (potential * (cost == p)).sum(axis=1)
+        for theta in (0.0, 0.3, 1.0):
+            assert np.allclose(curves.abatement_at(p, theta), below + theta * at)
+    # the MAC inside an option's range is that option's cost
+    order = np.argsort(cost, axis=1, kind="stable")
+    q = np.cumsum(np.take_along_axis(potential, order, 1), axis=1)
+    mid = q - np.take_along_axis(potential, order, 1) / 2
+    wide = np.take_along_axis(potential, order, 1) > 0
+    for j in range(k):
+        mc = curves.marginal_cost(mid[:, j])
+        assert np.allclose(mc[wide[:, j]], np.take_along_axis(cost, order, 1)[wide[:, j], j])
+
+
+def test_linear_curves() -> None:
+    m = np.array([100.0, 50.0, 0.0, 40.0])
+    c1 = np.array([200.0, 100.0, 30.0, 10.0])
+    c0 = np.array([0.0, -50.0, 0.0, 10.0])  # the last is flat
+    curves = MACCurves.linear(m, c1, c0)
+    assert curves.max_abatement.tolist() == m.tolist()
+    assert curves.abatement_at(100.0).tolist() == pytest.approx([50.0, 50.0, 0.0, 40.0])
+    assert curves.abatement_at(0.0).tolist() == pytest.approx([0.0, 50 / 3, 0.0, 0.0])
+    assert curves.abatement_at(10.0, theta=0.25)[3] == pytest.approx(10.0)
+    a = np.array([30.0, 25.0, 0.0, 40.0])
+    expected = c0 * a + (c1 - c0) / np.where(m > 0, m, 1) * a**2 / 2
+    assert np.allclose(curves.cost_of(a), expected)
+    assert np.allclose(curves.marginal_cost(a)[:2], c0[:2] + (c1 - c0)[:2] * a[:2] / m[:2])
+
+
+# ------------------------------------------------------------------ evaluation
+@settings(max_examples=80, deadline=None)
+@given(curve_list=curves_st, theta=st.sampled_from([0.0, 0.4, 1.0]))
+def test_abatement_at_matches_the_furthest_reachable_point(curve_list, theta) -> None:
+    curves = build(curve_list)
+    for p in price_grid(curve_list):
+        got = curves.abatement_at(p, theta)
+        want = [ref_abatement(pts, p, theta) for pts in curve_list]
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+    assert curves.abatement_at(math.inf).tolist() == pytest.approx(curves.max_abatement.tolist())
+    assert curves.abatement_at(-math.inf).tolist() == [0.0] * len(curve_list)
+    # a price per firm: firm i sees prices[i]
+    grid = price_grid(curve_list)
+    prices = np.array([grid[i % len(grid)] for i in range(len(curve_list))])
+    want = [ref_abatement(pts, prices[i], theta) for i, pts in enumerate(curve_list)]
+    assert curves.abatement_at(prices, theta) == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_theta_shares_flats_at_the_price_and_negative_costs_abate_at_zero() -> None:
+    # firm 0: no-regret flat at -10 (20 t), then flat at 50 (30 t); firm 1 sloped -20 -> 20
+    curves = MACCurves.from_long(
+        np.array([0, 0, 0, 0, 1, 1]), np.array([0, 20, 20, 50, 0, 40.0]),
+        np.array([-10, -10, 50, 50, -20, 20.0]), 2)
+    assert curves.abatement_at(0.0).tolist() == pytest.approx([20.0, 20.0])
+    assert curves.abatement_at(50.0, theta=0.0)[0] == pytest.approx(20.0)
+    assert curves.abatement_at(50.0, theta=0.5)[0] == pytest.approx(35.0)
+    assert curves.abatement_at(50.0)[0] == pytest.approx(50.0)
+    assert curves.abatement_at(-10.0, theta=0.5).tolist() == pytest.approx([10.0, 10.0])
+    assert curves.abatement_at(np.array([-10.0, 0.0]), 0.0).tolist() == pytest.approx([0, 20])
+    assert curves.cost_of(np.array([20.0, 20.0])).tolist() == pytest.approx([-200.0, -200.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(curve_list=curves_st, frac=st.lists(st.floats(0.0, 1.2), min_size=6, max_size=6))
+def test_cost_of_is_the_area_under_the_curve(curve_list, frac) -> None:
+    curves = build(curve_list)
+    a = np.array([f * pts[-1][0] for f, pts in zip(frac, curve_list)])
+    got = curves.cost_of(a)
+    for i, pts in enumerate(curve_list):
+        want = integral(pts, a[i])
+        scale = max(1.0, abs(pts[0][1]), abs(pts[-1][1])) * max(1.0, pts[-1][0])
+        assert got[i] == pytest.approx(want, rel=1e-7, abs=1e-9 * scale)
+    assert np.allclose(curves.cost_of(np.zeros(len(curve_list))), 0.0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(curve_list=curves_st)
+def test_marginal_cost_is_the_price_inside_a_slope_and_the_lower_cost_at_a_jump(curve_list):
+    curves = build(curve_list)
+    first = [pts[0][1] for pts in curve_list]
+    assert curves.marginal_cost(np.zeros(len(curve_list))).tolist() == first
+    for p in price_grid(curve_list):
+        a = curves.abatement_at(p)
+        mc = curves.marginal_cost(a)
+        for i, pts in enumerate(curve_list):
+            inside = any(da > 0 and dc > 0 and c0 < p < c0 + dc
+                         for _, da, c0, dc in segments(pts))
+            if inside:
+                assert mc[i] == pytest.approx(p, rel=1e-9, abs=1e-9)
+            if a[i] > 0:  # the last tonne abated never costs more than the price
+                assert mc[i] <= p + 1e-9 * max(1.0, abs(p))
+    # at every vertical jump the MAC is the cost below the jump (of the last tonne abated)
+    for i, pts in enumerate(curve_list):
+        for (a0, c0), (a1, c1) in zip(pts, pts[1:]):
+            if a1 == a0 and c1 > c0 and a0 > 0:
+                x = np.zeros(len(curve_list))
+                x[i] = a0
+                lower = min(c for a, c in pts if a == a0)  # the cost arriving at a0
+                assert curves.marginal_cost(x)[i] == pytest.approx(lower)
+
+
+def test_marginal_cost_at_a_jump_example() -> None:
+    curves = MACCurves.from_long(np.zeros(5, int), np.array([0, 5, 5, 8, 10.0]),
+                                 np.array([0, 50, 80, 80, 100.0]), 1)
+    assert curves.marginal_cost(np.array([5.0]))[0] == 50.0
+    assert curves.marginal_cost(np.array([2.5]))[0] == pytest.approx(25.0)
+    assert curves.marginal_cost(np.array([6.0]))[0] == 80.0
+    assert curves.marginal_cost(np.array([9.0]))[0] == pytest.approx(90.0)
+    assert curves.abatement_at(60.0)[0] == 5.0  # between the two costs of the jump
+
+
+@settings(max_examples=60, deadline=None)
+@given(curve_list=curves_st)
+def test_knots_add_up_to_the_curves(curve_list) -> None:
+    curves = build(curve_list)
+    knots = curves.knots()
+    assert knots.total == pytest.approx(float(curves.max_abatement.sum()), rel=1e-12, abs=1e-9)
+    for p in price_grid(curve_list):
+        for theta in (0.0, 1.0):
+            assert supply_at(knots, p, theta) == pytest.approx(
+                float(curves.abatement_at(p, theta).sum()), rel=1e-9, abs=1e-9)
+
+
+# ------------------------------------------------------------------ transformations
+@settings(max_examples=40, deadline=None)
+@given(curve_list=curves_st, seed=st.integers(0, 2**32 - 1))
+def test_scaled_cost_scaled_and_select(curve_list, seed) -> None:
+    rng = np.random.default_rng(seed)
+    curves = build(curve_list)
+    n = curves.n_firms
+    f = rng.uniform(0.1, 3.0, n)
+    a = rng.uniform(0, 1, n) * curves.max_abatement
+    grid = price_grid(curve_list)
+
+    s = curves.scaled(f)
+    assert np.allclose(s.max_abatement, f * curves.max_abatement)
+    assert np.array_equal(s.cost, curves.cost)
+    for p in grid:
+        assert np.allclose(s.abatement_at(p, 0.5), f * curves.abatement_at(p, 0.5))
+    assert np.allclose(s.cost_of(f * a), f * curves.cost_of(a))
+    assert np.allclose(s.marginal_cost(f * a), curves.marginal_cost(a))
+
+    g = rng.uniform(0.1, 3.0, n)
+    cs = curves.cost_scaled(g)
+    assert np.array_equal(cs.abatement, curves.abatement)
+    for p in grid:  # firm i at price g_i p behaves like the original at p
+        assert np.allclose(cs.abatement_at(g * p, 0.5), curves.abatement_at(p, 0.5))
+    assert np.allclose(cs.cost_of(a), g * curves.cost_of(a))
+
+    mask = rng.random(n) < 0.5
+    idx = rng.permutation(n)[: max(1, n // 2)]
+    for which, ids in ((mask, np.nonzero(mask)[0]), (idx, idx)):
+        sub = curves.select(which)
+        assert sub.n_firms == len(ids)
+        for j, i in enumerate(ids):
+            assert points_of(sub, j) == points_of(curves, i)
+        if len(ids):
+            assert np.allclose(sub.abatement_at(grid[0]), curves.abatement_at(grid[0])[ids])
+            assert np.allclose(sub.cost_of(a[ids]), curves.cost_of(a)[ids])
+    empty = curves.select(np.zeros(n, bool))
+    assert empty.n_firms == 0 and empty.knots().total == 0.0
