@@ -250,10 +250,16 @@ class MACCurves:
 
     @cached_property
     def _widths(self) -> tuple[np.ndarray, ...]:
-        """The segments with positive width (vertical jumps add no abatement and no cost)."""
-        firm, a0, da, c0, dc = self._segments
-        keep = da > 0
-        return firm[keep], a0[keep], da[keep], c0[keep], dc[keep]
+        """The segments with positive width (vertical jumps add no abatement and no cost).
+
+        Every firm's first point is at abatement 0, so the step from one firm's last point to the
+        next firm's first is never positive and drops out with the vertical jumps.
+        """
+        da = np.diff(self.abatement)
+        idx = np.flatnonzero(da > 0)
+        firm = np.repeat(np.arange(self.n_firms), np.diff(self.start))[idx]
+        c0 = self.cost[idx]
+        return firm, self.abatement[idx], da[idx], c0, self.cost[idx + 1] - c0
 
     def knots(self) -> Knots:
         """The aggregate supply of abatement as a function of price (sum over all firms)."""

@@ -51,7 +51,8 @@ class CarbonMarket(mesa.Model):
     """
 
     def __init__(self, scenario: Scenario, *, firms: Firms | None = None,
-                 rng: int | None = None, agents: bool = True) -> None:
+                 rng: int | None = None, agents: bool = True, record_firms: bool = True,
+                 counterfactual: bool = False) -> None:
         """Build the model.
 
         Args:
@@ -60,9 +61,16 @@ class CarbonMarket(mesa.Model):
             rng: Seed (default: ``scenario.seed``). All random draws come from ``self.rng``.
             agents: Create one :class:`Firm` agent per firm (the browser and the DataCollector
                 use them; batch runs of very large tables may skip them).
+            record_firms: Keep each year's per-firm rows for ``firms.csv`` (sweeps that need only
+                the yearly totals skip them).
+            counterfactual: Also compute, every year, the total cost without trading
+                (``total_cost_no_trading`` in ``history``) when the scenario trades; a scenario
+                without trading always reports the cost with trading.
         """
         super().__init__(rng=scenario.seed if rng is None else rng)
         self.config = scenario
+        self.record_firms = record_firms
+        self.counterfactual = counterfactual
         if firms is None:
             if scenario.firms.table is not None:
                 firms = load_firms(scenario.firms.table, scenario.firms.mac, self.rng,
@@ -135,6 +143,9 @@ class CarbonMarket(mesa.Model):
             pos = positions(curves, e_m, h_m, eq, penalty)
             cea_price, ccer_price = eq.cea_price, eq.ccer_price
             reserve, withheld = eq.reserve_sales, eq.withheld
+            if self.counterfactual:
+                alone = autarky(curves, e_m, h_m, ccer, limit, penalty)[1]
+                extra["total_cost_no_trading"] = _total_cost(alone)
         else:
             with_trade = positions(curves, e_m, h_m, eq, penalty)
             ccer_price, pos = autarky(curves, e_m, h_m, ccer, limit, penalty)
@@ -196,10 +207,14 @@ class CarbonMarket(mesa.Model):
         if "total_cost_with_trading" in extra:
             row["total_cost_with_trading"] = extra["total_cost_with_trading"]
             row["gain_from_trade"] = total - extra["total_cost_with_trading"]
+        if "total_cost_no_trading" in extra:
+            row["total_cost_no_trading"] = extra["total_cost_no_trading"]
+            row["gain_from_trade"] = extra["total_cost_no_trading"] - total
         self.history.append(row)
         self.previous_price = cea_price if sc.market.trading else self.previous_price
-        self.firm_rows.append({k: self.state[k][cov] for k in self.state} | {
-            "index": np.nonzero(cov)[0]})
+        if self.record_firms:
+            self.firm_rows.append({k: self.state[k][cov] for k in self.state} | {
+                "index": np.nonzero(cov)[0]})
 
 
 def _total_cost(pos: Positions) -> float:

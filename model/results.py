@@ -38,7 +38,7 @@ def years_table(model: CarbonMarket) -> pd.DataFrame:
 
 
 def firms_table(model: CarbonMarket) -> pd.DataFrame:
-    """One row per year and covered firm."""
+    """One row per year and covered firm (empty when the model kept no firm rows)."""
     f = model.firms
     parts = []
     for rec, rows in zip(model.history, model.firm_rows):
