@@ -77,7 +77,7 @@ class CarbonMarket(mesa.Model):
                                    scenario.start_year)
             else:
                 firms = synthetic_firms(self.rng)
-        self.firms = firms
+        self.firms = _apply_mac_scales(firms, scenario)
         self.year = scenario.start_year - 1
         self.ledger = Ledger(firms.n)
         self.cap_state = policy.CapState(first={})
@@ -215,6 +215,16 @@ class CarbonMarket(mesa.Model):
         if self.record_firms:
             self.firm_rows.append({k: self.state[k][cov] for k in self.state} | {
                 "index": np.nonzero(cov)[0]})
+
+
+def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:
+    """Scale each sector's abatement costs and potentials by the scenario's ``[mac]`` factors."""
+    cost, potential = scenario.mac.cost_scale, scenario.mac.potential_scale
+    if not cost and not potential:
+        return firms
+    c = np.array([cost.get(s, 1.0) for s in firms.sector])
+    p = np.array([potential.get(s, 1.0) for s in firms.sector])
+    return dataclasses.replace(firms, mac=firms.mac.cost_scaled(c).scaled(p))
 
 
 def _total_cost(pos: Positions) -> float:

@@ -182,6 +182,8 @@ class BankingConfig:
                                    "carry-over base per entity of the newly covered sectors")
     sales_multiple: float = _key(1.5, "float", 0, None, "factor",
                                  "multiple of net sales that may be carried over")
+    borrowing: float = _key(0.0, "float", 0, 1, "share", "share of next year's allocation a firm "
+                            "may borrow (0 = none)")
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,52 @@ class GrowthConfig:
     output: dict[str, float] = _map({}, "float", -0.5, 0.5, "1/yr", "sector -> output growth rate")
     intensity: dict[str, float] = _map({}, "float", -0.5, 0.5, "1/yr",
                                        "sector -> autonomous emission-intensity change")
+
+
+@dataclass(frozen=True)
+class MacConfig:
+    """[mac]: scaling of the calibrated MAC curves (the most uncertain inputs)."""
+
+    cost_scale: dict[str, float] = _map({}, "float", 0, None, "factor",
+                                        "sector -> multiplier on the sector's abatement costs")
+    potential_scale: dict[str, float] = _map({}, "float", 0, None, "factor",
+                                             "sector -> multiplier on abatement potentials")
+
+
+@dataclass(frozen=True)
+class ExpectationsConfig:
+    """[expectations]: how firms form the price they expect next year (shares sum to 1)."""
+
+    myopic: float = _key(1.0, "float", 0, 1, "share", "share of firms expecting this year's price "
+                         "to last")
+    adaptive: float = _key(0.0, "float", 0, 1, "share", "share of firms expecting a weighted "
+                           "average of past prices")
+    perfect: float = _key(0.0, "float", 0, 1, "share", "share of firms with perfect foresight of "
+                          "the equilibrium price path")
+    adaptive_weight: float = _key(0.5, "float", 0, 1, "share", "weight of the latest price in "
+                                  "adaptive expectations")
+    discount_rate: float = _key(0.05, "float", 0, 1, "1/yr", "firms' discount rate for banking "
+                                "and investment")
+
+
+@dataclass(frozen=True)
+class InvestmentConfig:
+    """[investment]: capital abatement options with a lifetime, learning and later options."""
+
+    enabled: bool = _key(False, "bool", doc="firms invest in capital options (locked in for "
+                         "their lifetime) besides the yearly operational ones")
+    learning: bool = _key(True, "bool", doc="option costs fall with cumulative adoption and time")
+
+
+@dataclass(frozen=True)
+class FrictionsConfig:
+    """[frictions]: departures from the frictionless market."""
+
+    own_surplus_share: float = _key(0.0, "float", 0, 1, "share", "share of firms that only sell "
+                                    "their own surplus and never buy")
+    no_trade_share: float = _key(0.0, "float", 0, 1, "share", "share of firms that never trade")
+    transaction_cost: float = _key(0.0, "float", 0, None, "yuan/t", "cost per tonne traded, paid "
+                                   "by buyer and seller alike")
 
 
 @dataclass(frozen=True)
@@ -215,6 +263,10 @@ class Scenario:
     market: MarketConfig = _section(MarketConfig)
     banking: BankingConfig = _section(BankingConfig)
     growth: GrowthConfig = _section(GrowthConfig)
+    mac: MacConfig = _section(MacConfig)
+    expectations: ExpectationsConfig = _section(ExpectationsConfig)
+    investment: InvestmentConfig = _section(InvestmentConfig)
+    frictions: FrictionsConfig = _section(FrictionsConfig)
     source: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -437,6 +489,15 @@ def _cross_check(obj: Any, raw: Mapping[str, Any]) -> Any:
                    f"expected a year >= start_year ({obj.start_year}), got {obj.end_year}")
     if isinstance(obj, FirmsConfig) and obj.mac is not None and obj.table is None:
         raise _Bad("firms.mac", "a MAC table needs firms.table (the firm table it describes)")
+    if isinstance(obj, ExpectationsConfig):
+        total = obj.myopic + obj.adaptive + obj.perfect
+        if abs(total - 1.0) > 1e-9:
+            field_name = next((f"expectations.{k}" for k in ("perfect", "adaptive", "myopic")
+                               if k in raw), "expectations.myopic")
+            raise _Bad(field_name, "expected myopic + adaptive + perfect = 1, got "
+                       f"{_num(total)}")
+    if isinstance(obj, FrictionsConfig) and obj.own_surplus_share + obj.no_trade_share > 1:
+        raise _Bad("frictions.no_trade_share", "expected own_surplus_share + no_trade_share <= 1")
     if isinstance(obj, PricesConfig) and not obj.floor < obj.ceiling:
         raise _Bad("prices.ceiling", f"expected a number > prices.floor ({_num(obj.floor)}), "
                    f"got {_num(obj.ceiling)}")

@@ -101,7 +101,8 @@ def test_sectors_and_sections() -> None:
     assert len(SECTORS) == 9 and len(set(SECTORS)) == 9
     assert {"power", "steel", "cement", "aluminium", "flat_glass"} <= set(SECTORS)
     assert list(SECTIONS) == ["firms", "coverage", "allocation", "offsets", "compliance",
-                              "prices", "market", "banking", "growth"]
+                              "prices", "market", "banking", "growth", "mac", "expectations",
+                              "investment", "frictions"]
 
 
 def test_schema_lists_every_key_with_its_rule() -> None:
