@@ -172,6 +172,8 @@ class Equilibrium:
     shortfall: float = 0.0
     withheld: float = 0.0
     surplus: float = 0.0  # allowances left unsold at a zero price (no floor)
+    banked: float = 0.0  # allowances firms hold for later years (negative: borrowed)
+    theta_bank: float = 1.0  # share of the banking thresholds at cea_price that release
 
 
 def clear(
@@ -181,6 +183,7 @@ def clear(
     offsets: Knots,
     limit: float,
     bounds: Bounds = Bounds(),
+    banking: BankingKnots | None = None,
 ) -> Equilibrium:
     """Clear the CEA and CCER markets jointly.
 
@@ -191,27 +194,41 @@ def clear(
         offsets: CCER supply (cumulative quantity against cost) as knots.
         limit: Offset limit, share of each firm's verified emissions, in [0, 1].
         bounds: Floor, ceiling and penalty.
+        banking: Firms' demand to hold allowances for later (see :func:`banking_knots`): firm
+            ``i`` banks its capacity while the price is below its threshold (its expected next
+            price, discounted) and borrows its borrowing capacity above it. ``None``: no banking
+            demand (allowances left unsold at a zero price are still reported as ``surplus``).
 
     Returns:
-        The equilibrium. ``emissions - abatement - offsets == supply + reserve_sales + shortfall
-        - withheld - surplus`` holds to rounding.
+        The equilibrium. ``emissions - abatement - offsets + banked == supply + reserve_sales +
+        shortfall - withheld - surplus`` holds to rounding.
     """
+    if banking is not None and banking.x.size == 0:
+        banking = None
+    bank_max = banking.capacity if banking is not None else 0.0
     lo, hi = max(bounds.floor, 0.0), bounds.upper
     no_offsets = limit <= 0.0 or offsets.x.size == 0 or offsets.total <= 0.0
     sets = [firms] if no_offsets else [firms, offsets]
+    if banking is not None:
+        sets.append(banking)
     # (a) the offset limit is slack: one price for abatement and offsets.
-    p, theta = solve_quantity(sets, emissions - supply)
+    p, theta = solve_quantity(sets, emissions - supply + bank_max)
     pc = min(max(p, lo), hi)
     th = theta if pc == p else 1.0
     a = supply_at(firms, pc, th)
     o = 0.0 if no_offsets else supply_at(offsets, pc, th)
     verified = emissions - a
     if no_offsets or o <= limit * verified * (1 + 1e-12) + 1e-9:
-        eq = Equilibrium(pc, pc, pc, th, th, a, o, limit_binds=False)
+        banked = bank_max - supply_at(banking, pc, th) if banking is not None else 0.0
+        eq = Equilibrium(pc, pc, pc, th, th, a, o, limit_binds=False, banked=banked,
+                         theta_bank=th)
         if no_offsets:
             eq = _with_idle_ccer_price(eq, offsets)
         return _settle(eq, emissions, supply, bounds)
     # (b) the limit binds: firms abate at the blended price, offsets cheaper than allowances.
+    if banking is not None:
+        return _settle(_clear_binding_with_banking(firms, emissions, supply, offsets, limit,
+                                                   lo, hi, banking), emissions, supply, bounds)
     if limit < 1.0:
         pi, th_f = solve_quantity([firms], emissions - supply / (1.0 - limit))
         a = supply_at(firms, pi, th_f) if math.isfinite(pi) else (firms.total if pi > 0 else 0.0)
@@ -233,12 +250,91 @@ def clear(
         a = firms.total
         return Equilibrium(math.inf, math.inf, math.inf, 1.0, 1.0, a,
                            min(offsets.total, limit * (emissions - a)), limit_binds=False)
-    return _settle(_at_cea_price(firms, emissions, offsets, limit, pc), emissions, supply, bounds)
+    return _settle(at_cea_price(firms, emissions, offsets, limit, pc), emissions, supply, bounds)
 
 
-def _at_cea_price(firms: Knots, emissions: float, offsets: Knots, limit: float,
+@dataclass(frozen=True)
+class BankingKnots(Knots):
+    """Banking demand as released supply (:func:`banking_knots`); ``capacity``: the total, t."""
+
+    capacity: float = 0.0
+
+
+def banking_knots(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray) -> Knots:
+    """Firms' demand to bank (or borrow) allowances, written as a supply that is released.
+
+    Firm ``i`` holds ``capacity[i]`` t for later while the allowance price is below
+    ``threshold[i]`` (its expected next-year price discounted by one year) and borrows
+    ``borrowing[i]`` t from next year's allocation above it. As the price rises past the
+    threshold the firm releases ``capacity + borrowing``: a jump of that size at the threshold.
+    ``capacity`` of the result (the demand at a zero price) is the total capacity.
+    """
+    jump = capacity + borrowing
+    keep = jump > 0
+    return BankingKnots(x=np.asarray(threshold, float)[keep], jump=jump[keep],
+                        slope=np.zeros(int(keep.sum())), capacity=float(capacity[keep].sum()))
+
+
+def firm_banking(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray,
+                 eq: Equilibrium) -> np.ndarray:
+    """Each firm's banked allowances at the equilibrium (t; negative: borrowed)."""
+    p = eq.cea_price
+    at = threshold == p
+    out = np.where(threshold > p, capacity, -borrowing)
+    out[at] = capacity[at] - eq.theta_bank * (capacity[at] + borrowing[at])
+    return out
+
+
+def _clear_binding_with_banking(firms: Knots, emissions: float, supply: float, offsets: Knots,
+                                limit: float, lo: float, hi: float,
+                                banking: BankingKnots) -> Equilibrium:
+    """Binding offset limit and banking demand: bisection on the allowance price.
+
+    Net demand ``need(p) + banked(p) - supply`` falls with the price; the crossing is found to
+    1e-12 (relative) and, where it sits on a banking threshold, the share of that threshold that
+    releases is set so that the market clears exactly.
+    """
+    bank_max = banking.capacity
+
+    def excess(pc: float, th: float = 1.0) -> tuple[float, Equilibrium]:
+        eq = at_cea_price(firms, emissions, offsets, limit, pc)
+        banked = bank_max - supply_at(banking, pc, th)
+        return emissions - eq.abatement - eq.offsets + banked - supply, eq
+
+    top = hi if math.isfinite(hi) else max(float(firms.x.max(initial=0.0)),
+                                           float(banking.x.max(initial=0.0))) * 2 + 1.0
+    if excess(lo)[0] <= 0:
+        pc = lo
+    elif excess(top)[0] > 0:
+        pc = top
+    else:
+        a, b = lo, top
+        for _ in range(200):
+            m = 0.5 * (a + b)
+            if excess(m)[0] > 0:
+                a = m
+            else:
+                b = m
+            if b - a <= 1e-12 * max(1.0, b):
+                break
+        inside = banking.x[(banking.x >= a) & (banking.x <= b)]
+        pc = float(inside[0]) if inside.size else b
+    gap, eq = excess(pc, 0.0)  # release none of the thresholds at pc
+    th_b = 1.0
+    at = banking.jump[banking.x == pc].sum()
+    if at > 0:
+        th_b = min(1.0, max(0.0, gap / at))
+    banked = bank_max - supply_at(banking, pc, th_b)
+    return Equilibrium(**{**eq.__dict__, "banked": banked, "theta_bank": th_b})
+
+
+def at_cea_price(firms: Knots, emissions: float, offsets: Knots, limit: float,
                   pc: float) -> Equilibrium:
-    """The offset market when the allowance price is fixed at ``pc`` and the limit binds."""
+    """Abatement and the offset market when the allowance price is fixed at ``pc``.
+
+    Used when the limit binds (firms abate at the blended price) and by the intertemporal
+    solver; if the limit does not bind at ``pc`` the result has ``ccer_price == pc``.
+    """
     blended = firms.affine(scale=limit, offset=(1.0 - limit) * pc, quantity_scale=limit)
     po, th = solve_quantity([offsets, blended], limit * emissions)
     po = min(max(po, 0.0), pc)
@@ -252,7 +348,7 @@ def _bound_that_binds(firms: Knots, emissions: float, supply: float, offsets: Kn
                       limit: float, lo: float, hi: float) -> float:
     """Which price bound holds the allowance market when the limit binds and no interior price
     clears it: the floor if allowances are left over there, else the upper bound."""
-    at_lo = _at_cea_price(firms, emissions, offsets, limit, lo)
+    at_lo = at_cea_price(firms, emissions, offsets, limit, lo)
     if emissions - at_lo.abatement - at_lo.offsets <= supply:
         return lo
     return hi
@@ -270,7 +366,7 @@ def _with_idle_ccer_price(eq: Equilibrium, offsets: Knots) -> Equilibrium:
 def _settle(eq: Equilibrium, emissions: float, supply: float, bounds: Bounds) -> Equilibrium:
     """Attribute the gap between allowance demand and supply to the bound that closes it."""
     need = emissions - eq.abatement - eq.offsets  # allowances surrendered if all comply
-    gap = need - supply
+    gap = need + eq.banked - supply
     tol = 1e-9 * max(abs(emissions), abs(supply), 1.0)
     upd: dict = {}
     if gap > tol:
@@ -310,6 +406,7 @@ def positions(
     holdings: np.ndarray,
     eq: Equilibrium,
     penalty: float,
+    banked: np.ndarray | None = None,
 ) -> Positions:
     """Each firm's abatement, offsets, trades and costs at the equilibrium.
 
@@ -322,13 +419,15 @@ def positions(
         holdings: Allowances each firm holds for this year's compliance (allocation + bank), t.
         eq: The equilibrium from :func:`clear`.
         penalty: Penalty per tonne not surrendered, yuan/t.
+        banked: Allowances each firm holds for later (negative: borrowed), t
+            (:func:`firm_banking`).
     """
     a = curves.abatement_at(eq.abatement_price, eq.theta_firms)
     verified = emissions - a
     tv = verified.sum()
     o = eq.offsets * verified / tv if tv > 0 else np.zeros_like(verified)
     need = verified - o
-    net = need - holdings
+    net = need - holdings if banked is None else need + banked - holdings
     buy = np.maximum(net, 0.0)
     sell = np.maximum(-net, 0.0)
     short = eq.shortfall * buy / buy.sum() if eq.shortfall > 0 and buy.sum() > 0 else 0.0 * buy
@@ -398,7 +497,8 @@ def autarky(
             part = ~no & ~full
             a[part] = np.clip(curves.abatement_at(po)[part], a_lim[part], a_full[part])
             o = np.where(full, limit * (e - a), np.where(part, e - h - a, 0.0))
-            o = np.clip(o, 0.0, limit * (e - a))
+            # never more than the limit, nor more than the firm needs (the limit may exceed its gap)
+            o = np.clip(o, 0.0, np.minimum(limit * (e - a), np.maximum(e - h - a, 0.0)))
         surplus = e - h <= a0
         a[surplus] = a0[surplus]
         o[surplus] = 0.0
@@ -409,16 +509,19 @@ def autarky(
     if has_offsets:
         lo, hi = 0.0, min(big, float(offsets.x.max()))
         if respond(hi)[1].sum() > supply_at(offsets, hi):
-            lo = hi
+            # Every CCER is used even at the dearest project's cost: the price rises above it (a
+            # scarcity rent) until demand falls to the supply. Demand stops at the penalty; without
+            # one, above the dearest abatement only firms that cannot comply remain (rationed).
+            lo, hi = hi, big if math.isfinite(penalty) else max(hi, float(curves.cost.max()))
         for _ in range(iterations):
             mid = 0.5 * (lo + hi)
             if respond(mid)[1].sum() > supply_at(offsets, mid):
                 lo = mid
             else:
                 hi = mid
-        po = hi
+        po = hi if hi < big else lo  # at the penalty itself no firm buys: stay just below it
     a, o, short = respond(po)
-    if has_offsets and o.sum() > supply_at(offsets, po) > 0:  # rationed at the top of the curve
+    if has_offsets and o.sum() > supply_at(offsets, po):  # rationed at the top of the curve
         o *= supply_at(offsets, po) / o.sum()
         short = np.maximum(e - a - o - h, 0.0)
     surrendered = np.minimum(e - a - o, h)
