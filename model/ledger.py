@@ -6,7 +6,7 @@ the shortfall, what is banked into the next year and what expires. Market-wide i
 auctioned volume, reserve sales at the ceiling, allowances withheld at the floor and unsold
 auction volume. Every year it checks that allowances are conserved:
 
-    allocated (free + auctioned) + bank in + reserve sales
+    allocated (free + auctioned + borrowed) + bank in + reserve sales
         = surrendered + banked + cancelled (withheld, expired, unsold auction)
 
 and that no firm ends the year holding a negative number of allowances.
@@ -41,11 +41,13 @@ class YearRecord:
     auction_unsold: float
     reserve_sales: float
     withheld: float
+    borrowed: np.ndarray | None = None  # advanced from next year's allocation, t
 
     @property
     def allocated(self) -> float:
-        """Free allocation (net of deductions) plus the auctioned volume, t."""
-        return float(self.free.sum() - self.deducted.sum() + self.auctioned)
+        """Free allocation (net of deductions) plus the auctioned volume and borrowing, t."""
+        borrowed = 0.0 if self.borrowed is None else float(self.borrowed.sum())
+        return float(self.free.sum() - self.deducted.sum() + self.auctioned + borrowed)
 
     @property
     def cancelled(self) -> float:
@@ -86,6 +88,8 @@ class Ledger:
             ConservationError: The year's flows do not balance, or a firm's holdings are negative.
         """
         end = rec.free - rec.deducted + rec.bank_in + rec.bought - rec.surrendered
+        if rec.borrowed is not None:
+            end = end + rec.borrowed
         scale = max(float(np.abs(rec.free).sum() + rec.auctioned + np.abs(rec.bank_in).sum()), 1.0)
         tol = self.rtol * scale
         if (end < -tol).any():
@@ -103,4 +107,6 @@ class Ledger:
         self.bank = rec.banked.copy()
         if deduct_shortfall:
             self.owed = self.owed + rec.shortfall
+        if rec.borrowed is not None:
+            self.owed = self.owed + rec.borrowed  # repaid from next year's allocation
         self.records.append(rec)

@@ -260,6 +260,33 @@ class BankingKnots(Knots):
     capacity: float = 0.0
 
 
+def clear_at_price(firms: Knots, emissions: float, supply: float, offsets: Knots, limit: float,
+                   price: float, banking: BankingKnots | None = None) -> Equilibrium | None:
+    """The equilibrium at a given allowance price, if the market clears there (else None).
+
+    Where aggregate supply is vertical (a jump between two technology options), a range of prices
+    clears the market; :func:`clear` returns the lowest. Firms with perfect foresight pick the
+    price of the intertemporal path within that range. Only for a slack offset limit.
+    """
+    sets = [k for k in (firms, offsets if limit > 0 else None, banking)
+            if k is not None and k.x.size]
+    bank_max = banking.capacity if banking is not None and banking.x.size else 0.0
+    target = emissions - supply + bank_max
+    low = sum(supply_at(k, price, 0.0) for k in sets)
+    high = sum(supply_at(k, price, 1.0) for k in sets)
+    tol = 1e-9 * max(abs(emissions), 1.0)
+    if not (low - tol <= target <= high + tol):
+        return None
+    theta = 1.0 if high <= low else min(1.0, max(0.0, (target - low) / (high - low)))
+    a = supply_at(firms, price, theta)
+    o = supply_at(offsets, price, theta) if limit > 0 and offsets.x.size else 0.0
+    if o > limit * (emissions - a) * (1 + 1e-12) + 1e-9:
+        return None
+    banked = bank_max - (supply_at(banking, price, theta) if bank_max else 0.0)
+    return Equilibrium(price, price, price, theta, theta, a, o, limit_binds=False, banked=banked,
+                       theta_bank=theta)
+
+
 def banking_knots(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray) -> Knots:
     """Firms' demand to bank (or borrow) allowances, written as a supply that is released.
 

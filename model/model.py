@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 
 import mesa
 import numpy as np
 
 from model import policy
 from model.agents import Firm
+from model.expectations import PERFECT, Expectations
+from model.intertemporal import YearMarket, hotelling_path
 from model.ledger import Ledger, YearRecord
-from model.market import Bounds, Positions, autarky, clear, positions
+from model.mac import Knots, MACCurves
+from model.market import (Bounds, Positions, _settle, autarky, banking_knots, clear,
+                          clear_at_price, firm_banking, positions)
 from model.population import Firms, load_firms, synthetic_firms
 from model.scenario import Scenario
 
@@ -84,6 +89,13 @@ class CarbonMarket(mesa.Model):
         self.previous_price: float | None = None
         self.history: list[dict] = []
         self.firm_rows: list[dict[str, np.ndarray]] = []
+        self.last_net_sales = np.zeros(firms.n)
+        ex = scenario.expectations
+        self.expectations = Expectations.draw(
+            self.rng, firms.n, (ex.myopic, ex.adaptive, ex.perfect), ex.adaptive_weight,
+            ex.discount_rate, scenario.compliance.reference_price)
+        if self.expectations.needs_path:
+            self.expectations.path, self.expectations.path_bank = self._project()
         self.state: dict[str, np.ndarray] = {k: np.zeros(firms.n) for k in (
             "covered", "output", "emissions", "abatement", "allocation", "cea_bought",
             "ccer_used", "banked", "mac", "total_cost")}
@@ -117,7 +129,8 @@ class CarbonMarket(mesa.Model):
             self.step()
 
     # ------------------------------------------------------------------ one year
-    def _simulate_year(self, year: int) -> None:
+    def _inputs(self, year: int, cap_state: policy.CapState) -> YearInputs:
+        """Everything about ``year`` that does not depend on the market's history."""
         sc, f = self.config, self.firms
         out_factor, em_factor = policy.growth_factor(f, sc, year)
         output = f.output * out_factor
@@ -125,22 +138,70 @@ class CarbonMarket(mesa.Model):
         cov = policy.covered(f, e, sc, year)
         grand = cov & policy.grandfathered(f, sc, year)
         mkt = cov & ~grand
-        free, auctioned = policy.allocate(f, sc, year, output, e, mkt, self.cap_state)
+        free, auctioned = policy.allocate(f, sc, year, output, e, mkt, cap_state)
         free = free + np.where(grand, e, 0.0)
+        curves = f.mac.select(mkt).scaled(em_factor[mkt])
+        return YearInputs(year, output, e, cov, grand, mkt, free, auctioned, curves,
+                          policy.offset_supply(sc, year))
+
+    def _project(self) -> tuple[dict[int, float], dict[int, float]]:
+        """The perfect-foresight path over the scenario's years (unlimited banking): prices and
+        the market's bank at the end of each year."""
+        sc = self.config
+        state = policy.CapState(first=dict(self.cap_state.first))
+        markets, years = [], range(sc.start_year, sc.end_year + 1)
+        flat = sc.compliance.penalty if sc.compliance.penalty is not None else math.inf
+        for year in years:
+            x = self._inputs(year, state)
+            markets.append(YearMarket(
+                x.curves.knots(), float(x.emissions[x.market].sum()),
+                float(x.free[x.market].sum() + x.auctioned), x.offsets, sc.offsets.limit,
+                upper=min(sc.prices.ceiling, flat), lower=sc.prices.floor))
+        borrow = [sc.banking.borrowing * m.issued for m in markets[1:]] + [0.0]
+        path = hotelling_path(markets, sc.expectations.discount_rate, borrow_limit=borrow)
+        return (dict(zip(years, map(float, path.prices))),
+                dict(zip(years, map(float, path.bank))))
+
+    def _simulate_year(self, year: int) -> None:
+        sc, f = self.config, self.firms
+        x = self._inputs(year, self.cap_state)
+        e, cov, grand, mkt, free, auctioned = (x.emissions, x.covered, x.grandfathered,
+                                                x.market, x.free, x.auctioned)
         holdings, bank_in, deducted = self.ledger.opening(free)
         penalty = policy.penalty_level(sc, self.previous_price)
         bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=penalty)
-        ccer = policy.offset_supply(sc, year)
-        curves = f.mac.select(mkt).scaled(em_factor[mkt])
+        curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
         e_m, h_m = e[mkt], holdings[mkt]
-        limit = sc.offsets.limit
-        eq = clear(curves.knots(), float(e_m.sum()), float(h_m.sum() + auctioned), ccer, limit,
-                   bounds)
+        # Banking demand: each firm holds allowances while its discounted expected price is
+        # above today's, within its carry-over limit, and may borrow above it.
+        carry = policy.carry_over_limit(f, sc, self.last_net_sales)[mkt]
+        capacity = np.minimum(carry, float(free.sum() + auctioned + holdings.sum()))
+        borrow = sc.banking.borrowing * free[mkt] if sc.banking.enabled else 0.0 * free[mkt]
+        threshold = self.expectations.threshold(year)[mkt]
+        # Firms with perfect foresight hold the path's bank, in proportion to their allocation.
+        planned = np.zeros(int(mkt.sum()))
+        foresight = self.expectations.rule[mkt] == PERFECT
+        if foresight.any() and sc.market.trading:
+            share = free[mkt] * foresight / max(float(free[mkt].sum()), 1e-300)
+            planned = np.clip(self.expectations.path_bank.get(year, 0.0) * share,
+                              -borrow, capacity)
+            capacity, borrow = np.where(foresight, 0.0, capacity), np.where(foresight, 0.0, borrow)
+        banking = banking_knots(threshold, capacity, borrow) if sc.market.trading else None
+        knots, to_sell = curves.knots(), float(h_m.sum() + auctioned - planned.sum())
+        eq = clear(knots, float(e_m.sum()), to_sell, ccer, limit, bounds, banking=banking)
+        if foresight.any() and year in self.expectations.path:  # the path's price, if it clears
+            at_path = clear_at_price(knots, float(e_m.sum()), to_sell, ccer, limit,
+                                     self.expectations.path[year], banking)
+            if at_path is not None and bounds.floor <= at_path.cea_price <= bounds.upper:
+                eq = _settle(at_path, float(e_m.sum()), to_sell, bounds)
         auction_unsold = min(eq.surplus, auctioned)
         eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
         extra: dict[str, float] = {}
+        banked_m = np.zeros(int(mkt.sum()))
         if sc.market.trading:
-            pos = positions(curves, e_m, h_m, eq, penalty)
+            if banking is not None:
+                banked_m = firm_banking(threshold, capacity, borrow, eq) + planned
+            pos = positions(curves, e_m, h_m, eq, penalty, banked=banked_m)
             cea_price, ccer_price = eq.cea_price, eq.ccer_price
             reserve, withheld = eq.reserve_sales, eq.withheld
             if self.counterfactual:
@@ -155,12 +216,14 @@ class CarbonMarket(mesa.Model):
         n = f.n
         full = {k: np.zeros(n) for k in ("abatement", "offsets", "surrendered", "bought",
                                            "shortfall", "abatement_cost", "offset_cost",
-                                           "trade_cost", "penalty_cost")}
+                                           "trade_cost", "penalty_cost", "borrowed", "carry")}
         for k, v in (("abatement", pos.abatement), ("offsets", pos.offsets),
                      ("surrendered", pos.surrendered), ("bought", pos.cea_bought),
                      ("shortfall", pos.shortfall), ("abatement_cost", pos.abatement_cost),
                      ("offset_cost", pos.offset_cost), ("trade_cost", pos.trade_cost),
-                     ("penalty_cost", pos.penalty_cost)):
+                     ("penalty_cost", pos.penalty_cost),
+                     ("borrowed", np.maximum(-banked_m, 0.0)),
+                     ("carry", np.maximum(capacity, banked_m))):  # what the firm may hold
             full[k][mkt] = v
         full["surrendered"][grand] = e[grand]
         rec = YearRecord(
@@ -168,17 +231,20 @@ class CarbonMarket(mesa.Model):
             surrendered=full["surrendered"], ccer=full["offsets"], shortfall=full["shortfall"],
             banked=np.zeros(n), expired=np.zeros(n), auctioned=auctioned,
             auction_unsold=auction_unsold, reserve_sales=reserve, withheld=withheld,
+            borrowed=full["borrowed"],
         )
         net_sales = -full["bought"]
-        self.ledger.record(rec, policy.carry_over_limit(f, sc, net_sales),
-                           sc.compliance.deduct_shortfall)
+        carry_limit = policy.carry_over_limit(f, sc, net_sales)
+        carry_limit[mkt] = np.maximum(carry_limit[mkt], full["carry"][mkt])
+        self.ledger.record(rec, carry_limit, sc.compliance.deduct_shortfall)
+        self.last_net_sales = net_sales
         mac = np.zeros(n)
         mac[mkt] = curves.marginal_cost(pos.abatement)
         cost = (full["abatement_cost"] + full["offset_cost"] + full["trade_cost"]
                 + full["penalty_cost"])
         verified = np.where(cov, e - full["abatement"], 0.0)
         self.state = {
-            "covered": cov.astype(float), "output": output, "emissions": verified,
+            "covered": cov.astype(float), "output": x.output, "emissions": verified,
             "abatement": full["abatement"], "allocation": free - deducted,
             "cea_bought": full["bought"], "ccer_used": full["offsets"], "banked": rec.banked,
             "mac": mac, "total_cost": cost, "unabated": np.where(cov, e, 0.0),
@@ -198,7 +264,7 @@ class CarbonMarket(mesa.Model):
             "covered_emissions": float(e[cov].sum()), "free_allocation": float(free.sum()),
             "auctioned": auctioned, "withheld": withheld,
             "expired": float(rec.expired.sum() + auction_unsold + withheld),
-            "bank_in": float(bank_in.sum()),
+            "bank_in": float(bank_in.sum()), "borrowed": float(full["borrowed"].sum()),
             "trade_volume": float(np.maximum(full["bought"], 0.0).sum()),
             "penalty": penalty if math.isfinite(penalty) else 0.0,
             "penalty_cost": float(full["penalty_cost"].sum()),
@@ -211,10 +277,28 @@ class CarbonMarket(mesa.Model):
             row["total_cost_no_trading"] = extra["total_cost_no_trading"]
             row["gain_from_trade"] = extra["total_cost_no_trading"] - total
         self.history.append(row)
-        self.previous_price = cea_price if sc.market.trading else self.previous_price
+        if sc.market.trading:
+            self.previous_price = cea_price
+            self.expectations.observe(cea_price)
         if self.record_firms:
             self.firm_rows.append({k: self.state[k][cov] for k in self.state} | {
                 "index": np.nonzero(cov)[0]})
+
+
+@dataclass(frozen=True)
+class YearInputs:
+    """One year's exogenous inputs: output, unabated emissions (t), coverage, allocation (t)."""
+
+    year: int
+    output: np.ndarray
+    emissions: np.ndarray
+    covered: np.ndarray
+    grandfathered: np.ndarray
+    market: np.ndarray  # covered and not grandfathered: the firms that trade
+    free: np.ndarray
+    auctioned: float
+    curves: MACCurves  # MAC curves of the market's firms
+    offsets: Knots
 
 
 def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:

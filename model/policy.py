@@ -223,7 +223,9 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
     """How many allowances each firm may bank into the next year (t).
 
     ``"china"``: base + ``sales_multiple`` x net sales (base 10,000 t for power, 100,000 t for the
-    new sectors; ICAP Oct 2024, ClearBlue Nov 2025); ``"unlimited"``; ``"none"``.
+    new sectors; ICAP Oct 2024, ClearBlue Nov 2025); ``"unlimited"``; ``"none"``. The model
+    applies it with the larger of the net sales of the year closed and of the year before (the
+    latter is what a firm knows when it decides to hold allowances).
     """
     b = scenario.banking
     if not b.enabled or b.carry_over == "none":

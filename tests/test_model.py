@@ -90,7 +90,8 @@ def test_price_monotone_in_cap_and_offset_limit(tables: Path, knob, values, dire
     prices = []
     for v in values:
         section = "allocation" if knob == "benchmark_decline" else "offsets"
-        body = f"[{section}]\n{knob} = {v}\n[compliance]\npenalty = 2000.0\n"
+        body = (f"[{section}]\n{knob} = {v}\n[compliance]\npenalty = 2000.0\n"
+                "[banking]\nenabled = false\n")  # the static market: no banking demand
         m = run(write_scenario(tables, body, years=(2025, 2028)))
         prices.append([r["cea_price"] for r in m.history])
     prices = np.array(prices)

@@ -62,7 +62,8 @@ def bench_alloc(firms: Firms, year: int, decline: float = 0.01) -> np.ndarray:
 def test_coverage_by_entry_year_and_threshold() -> None:
     firms = make_firms([
         ("power", "coal_gt300", 30_000, 1), ("power", "coal_gt300", 20_000, 1),
-        ("power", "gas", 26_000, 1), ("steel", "bf_bof", 1e6, 1), ("chemicals", "chemicals", 1e6, 1),
+        ("power", "gas", 26_000, 1), ("steel", "bf_bof", 1e6, 1),
+        ("chemicals", "chemicals", 1e6, 1),
     ])
     sc = scenario()
     e = firms.emissions
@@ -170,7 +171,8 @@ def test_absolute_cap_falls_linearly_and_is_shared_by_benchmark_allocation() -> 
         + [("cement", "clinker", 1e6, o) for o in rng.uniform(2e5, 9e5, 3)]
         + [("power", "coal_gt300", 1e6, o) for o in rng.uniform(2e5, 9e5, 3)])
     lrf, start = 0.15, 2027
-    sc = scenario(allocation={"absolute_cap_from": start, "absolute_cap_sectors": ["steel", "cement"],
+    sc = scenario(allocation={"absolute_cap_from": start,
+                              "absolute_cap_sectors": ["steel", "cement"],
                               "linear_reduction_factor": lrf})
     everyone = np.ones(firms.n, bool)
     state = CapState({})
