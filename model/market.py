@@ -133,6 +133,17 @@ def supply_at(knots: Knots, price: float, theta: float = 1.0) -> float:
     return q + theta * float(knots.jump[at].sum())
 
 
+def supply_cost(knots: Knots, price: float, theta: float = 1.0) -> float:
+    """The resource cost of supplying ``supply_at(knots, price, theta)``: the area under the
+    supply curve's inverse (e.g. what the CCER projects used cost to run), yuan."""
+    if not knots.x.size or not math.isfinite(price):
+        return 0.0
+    below = knots.x < price
+    d = price - knots.x[below]
+    surplus = float((knots.jump[below] * d).sum() + (knots.slope[below] * d * d).sum() / 2.0)
+    return price * supply_at(knots, price, theta) - surplus
+
+
 @dataclass(frozen=True)
 class Bounds:
     """Price bounds on the allowance market, yuan/t.

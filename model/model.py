@@ -30,7 +30,7 @@ from model.intertemporal import YearMarket, hotelling_path
 from model.ledger import Ledger, YearRecord
 from model.mac import Knots, MACCurves
 from model.market import (Bounds, Positions, _settle, autarky, banking_knots, clear,
-                          clear_at_price, firm_banking, positions)
+                          clear_at_price, firm_banking, positions, solve_quantity, supply_cost)
 from model.population import Firms, load_firms, synthetic_firms
 from model.scenario import Scenario
 
@@ -205,13 +205,15 @@ class CarbonMarket(mesa.Model):
             cea_price, ccer_price = eq.cea_price, eq.ccer_price
             reserve, withheld = eq.reserve_sales, eq.withheld
             if self.counterfactual:
-                alone = autarky(curves, e_m, h_m, ccer, limit, penalty)[1]
+                p_alone, alone = autarky(curves, e_m, h_m, ccer, limit, penalty)
                 extra["total_cost_no_trading"] = _total_cost(alone)
+                extra["resource_cost_no_trading"] = _resource_cost(alone, ccer, p_alone)
         else:
             with_trade = positions(curves, e_m, h_m, eq, penalty)
             ccer_price, pos = autarky(curves, e_m, h_m, ccer, limit, penalty)
             cea_price, reserve, withheld, auction_unsold = 0.0, 0.0, 0.0, auctioned
             extra["total_cost_with_trading"] = _total_cost(with_trade)
+            extra["resource_cost_with_trading"] = _resource_cost(with_trade, ccer, eq.ccer_price)
         # back to all firms
         n = f.n
         full = {k: np.zeros(n) for k in ("abatement", "offsets", "surrendered", "bought",
@@ -253,6 +255,7 @@ class CarbonMarket(mesa.Model):
             "trade_cost": full["trade_cost"], "penalty_cost": full["penalty_cost"],
         }
         total = float(cost.sum())
+        resource = _resource_cost(pos, ccer, ccer_price)
         row = {
             "year": year, "cea_price": cea_price, "ccer_price": ccer_price,
             "emissions": float(verified.sum()), "abatement": float(full["abatement"].sum()),
@@ -269,13 +272,16 @@ class CarbonMarket(mesa.Model):
             "penalty": penalty if math.isfinite(penalty) else 0.0,
             "penalty_cost": float(full["penalty_cost"].sum()),
             "limit_binds": bool(eq.limit_binds and sc.market.trading), "total_cost": total,
+            "resource_cost": resource,
         }
         if "total_cost_with_trading" in extra:
             row["total_cost_with_trading"] = extra["total_cost_with_trading"]
-            row["gain_from_trade"] = total - extra["total_cost_with_trading"]
+            row["resource_cost_with_trading"] = extra["resource_cost_with_trading"]
+            row["gain_from_trade"] = resource - extra["resource_cost_with_trading"]
         if "total_cost_no_trading" in extra:
             row["total_cost_no_trading"] = extra["total_cost_no_trading"]
-            row["gain_from_trade"] = extra["total_cost_no_trading"] - total
+            row["resource_cost_no_trading"] = extra["resource_cost_no_trading"]
+            row["gain_from_trade"] = extra["resource_cost_no_trading"] - resource
         self.history.append(row)
         if sc.market.trading:
             self.previous_price = cea_price
@@ -309,6 +315,18 @@ def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:
     c = np.array([cost.get(s, 1.0) for s in firms.sector])
     p = np.array([potential.get(s, 1.0) for s in firms.sector])
     return dataclasses.replace(firms, mac=firms.mac.cost_scaled(c).scaled(p))
+
+
+def _resource_cost(pos: Positions, ccer: Knots, ccer_price: float) -> float:
+    """The cost of compliance to the economy, yuan: abatement + the CCERs' own production cost
+    (not what firms pay for them) + penalties for non-compliance. Allowance trades and the
+    rent of CCER producers are transfers and cancel out; the gain from trade compares this."""
+    used = float(pos.offsets.sum())
+    ccer_cost = 0.0
+    if used > 0:
+        p, theta = solve_quantity([ccer], used)
+        ccer_cost = supply_cost(ccer, p, theta) if math.isfinite(p) else used * ccer_price
+    return float(pos.abatement_cost.sum() + pos.penalty_cost.sum()) + ccer_cost
 
 
 def _total_cost(pos: Positions) -> float:

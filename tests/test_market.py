@@ -216,3 +216,18 @@ def test_monotone_in_cap_and_offset_limit(seed, cut, dl) -> None:
     looser_limit = clear(knots, e, supply, ccer.knots(), 0.05 + dl, b)
     assert tighter.cea_price >= base.cea_price - 1e-9
     assert looser_limit.cea_price <= base.cea_price + 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), share=st.floats(0.0, 1.0))
+def test_supply_cost_is_the_area_under_the_curve(seed, share) -> None:
+    """supply_cost(knots at the clearing price) equals the curve's own cost of that quantity."""
+    from model.market import supply_cost
+    rng = np.random.default_rng(seed)
+    curve, knots = random_knots(rng, 1)
+    q = share * curve.max_abatement[0]
+    p, theta = solve_quantity([knots], q)
+    if not math.isfinite(p):
+        p, theta = float(knots.x.min()), 0.0
+    expected = float(curve.cost_of(np.array([q]))[0])
+    assert supply_cost(knots, p, theta) == pytest.approx(expected, rel=1e-9, abs=1e-6)
