@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.mac import Knots
-from model.market import at_cea_price, supply_at
+from model.market import at_cea_price
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,10 @@ def use_at_price(m: YearMarket, price: float,
     Offsets are used up to the limit while cheaper than allowances (the CCER market clears).
     ``theta`` is the share of flat segments exactly at the price that is used.
     """
-    a = supply_at(m.firms, price, theta)
+    a = m.firms.at(price, theta)
     if m.limit <= 0 or m.offsets.x.size == 0:
         return m.emissions - a, a, 0.0
-    o = supply_at(m.offsets, price, theta)
+    o = m.offsets.at(price, theta)
     if o <= m.limit * (m.emissions - a):
         return m.emissions - a - o, a, o
     eq = at_cea_price(m.firms, m.emissions, m.offsets, m.limit, price)

@@ -65,6 +65,33 @@ class Knots:
             slope=self.slope * (quantity_scale * scale),
         )
 
+    @cached_property
+    def _sorted(self) -> tuple[np.ndarray, ...]:
+        """Knots sorted by price with running sums (for many evaluations of one curve)."""
+        order = np.argsort(self.x, kind="stable")
+        x = self.x[order]
+        return (x, np.cumsum(self.jump[order]), np.cumsum(self.slope[order]),
+                np.cumsum((self.slope * self.x)[order]), self.jump[order])
+
+    def at(self, price: float, theta: float = 1.0) -> float:
+        """``Q(price)`` with the share ``theta`` of jumps exactly at ``price``, in O(log n).
+
+        Sorts the knots once (cached); use it where one curve is evaluated many times.
+        """
+        if not self.x.size or price == -np.inf:
+            return 0.0
+        if price == np.inf:
+            return self.total
+        x, cj, cs, cx, jump = self._sorted
+        k = int(np.searchsorted(x, price, side="right"))
+        if k == 0:
+            return 0.0
+        q = float(cj[k - 1] + cs[k - 1] * price - cx[k - 1])
+        if theta < 1.0:
+            j = int(np.searchsorted(x, price, side="left"))
+            q -= (1.0 - theta) * float(jump[j:k].sum())
+        return q
+
     @property
     def total(self) -> float:
         """The supply when every segment is used, t."""

@@ -408,7 +408,7 @@ def _settle(eq: Equilibrium, emissions: float, supply: float, bounds: Bounds) ->
     tol = 1e-9 * max(abs(emissions), abs(supply), 1.0)
     upd: dict = {}
     if gap > tol:
-        if bounds.ceiling <= bounds.penalty:
+        if math.isfinite(bounds.ceiling) and eq.cea_price >= bounds.ceiling:
             upd["reserve_sales"] = gap
         else:
             upd["shortfall"] = gap

@@ -168,9 +168,15 @@ class CarbonMarket(mesa.Model):
         e, cov, grand, mkt, free, auctioned = (x.emissions, x.covered, x.grandfathered,
                                                 x.market, x.free, x.auctioned)
         holdings, bank_in, deducted = self.ledger.opening(free)
-        penalty = policy.penalty_level(sc, self.previous_price)
-        bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=penalty)
         curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
+        penalty = policy.penalty_level(sc, self.previous_price)
+        price_cap = penalty
+        if sc.compliance.penalty is None:
+            # k x the average price refers to the price itself: when the cap cannot be met, the
+            # price stops at the dearest option in use (firms short then pay the fine).
+            price_cap = min(penalty, max(float(np.max(curves.cost, initial=0.0)),
+                                         float(np.max(ccer.x, initial=0.0))))
+        bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=price_cap)
         e_m, h_m = e[mkt], holdings[mkt]
         # Banking demand: each firm holds allowances while its discounted expected price is
         # above today's, within its carry-over limit, and may borrow above it.

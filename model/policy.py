@@ -69,14 +69,21 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
     Returns:
         ``(output_factor, emissions_factor)``, arrays over firms.
     """
-    table = sector_table().set_index("sector")
-    g = table["output_growth"].to_dict() | scenario.growth.output
-    ic = table["intensity_change"].to_dict() | scenario.growth.intensity
+    g, ic = _rates(tuple(sorted(scenario.growth.output.items())),
+                   tuple(sorted(scenario.growth.intensity.items())))
     dt = year - firms.base_year
     sectors, inverse, _, _ = _groups(firms)
     out = np.array([(1.0 + g[s]) ** dt for s in sectors])[inverse]
     intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors])[inverse]
     return out, out * intensity
+
+
+@functools.lru_cache(maxsize=64)
+def _rates(output: tuple, intensity: tuple) -> tuple[dict[str, float], dict[str, float]]:
+    """Yearly output growth and intensity change by sector: data, then scenario overrides."""
+    table = sector_table().set_index("sector")
+    return (table["output_growth"].to_dict() | dict(output),
+            table["intensity_change"].to_dict() | dict(intensity))
 
 
 def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
@@ -134,6 +141,15 @@ def _benchmark_rows(key: str) -> tuple[np.ndarray, np.ndarray]:
     return rows["year"].to_numpy(), rows["benchmark"].to_numpy(dtype=float)
 
 
+def cap_start(scenario: Scenario, sector: str) -> int | None:
+    """The first year of ``sector``'s absolute cap, or None: ``absolute_cap_from`` for the
+    ``absolute_cap_sectors``, ``absolute_cap_all_from`` for every sector."""
+    cfg = scenario.allocation
+    years = [y for y, applies in ((cfg.absolute_cap_from, sector in cfg.absolute_cap_sectors),
+                                  (cfg.absolute_cap_all_from, True)) if y is not None and applies]
+    return min(years) if years else None
+
+
 @dataclass
 class CapState:
     """The absolute cap of each capped sector, fixed in the cap's first year (t)."""
@@ -170,27 +186,28 @@ def allocate(
         return np.where(in_market, firms.allocation, 0.0), 0.0
     alloc = benchmarks(firms, year, cfg.benchmark_decline) * output
     alloc = np.where(in_market, alloc, 0.0)
-    if cfg.absolute_cap_from is not None and year >= cfg.absolute_cap_from:
-        capped = cfg.absolute_cap_sectors
-        sectors, s_inv, _, _ = _groups(firms)
-        for code in np.unique(s_inv[in_market]):
-            sector = str(sectors[code])
-            if sector not in capped:
-                continue
-            m = in_market & (s_inv == code)
-            if sector not in cap_state.first:
-                cap_state.first[sector] = float(alloc[m].sum())
-            cap = cap_state.first[sector] * max(
-                0.0, 1.0 - cfg.linear_reduction_factor * (year - cfg.absolute_cap_from)
-            )
-            total = alloc[m].sum()
-            if total > 0:
-                alloc[m] *= cap / total
+    capped = np.zeros(firms.n, dtype=bool)
+    sectors, s_inv, _, _ = _groups(firms)
+    for code in np.unique(s_inv[in_market]):
+        sector = str(sectors[code])
+        start = cap_start(scenario, sector)
+        if start is None or year < start:
+            continue
+        m = in_market & (s_inv == code)
+        capped |= m
+        if sector not in cap_state.first:
+            cap_state.first[sector] = float(alloc[m].sum())
+        cap = cap_state.first[sector] * max(
+            0.0, 1.0 - cfg.linear_reduction_factor * (year - start))
+        total = alloc[m].sum()
+        if total > 0:
+            alloc[m] *= cap / total
+    # Exemptions of the intensity-based system; a sector under an absolute cap has none.
     if cfg.gas_never_short:
-        gas = in_market & _type_mask(firms, ("gas",))
+        gas = in_market & ~capped & _type_mask(firms, ("gas",))
         alloc[gas] = np.maximum(alloc[gas], emissions[gas])
     if cfg.coal_shortfall_cap is not None:
-        coal = in_market & _type_mask(firms, COAL_TYPES)
+        coal = in_market & ~capped & _type_mask(firms, COAL_TYPES)
         alloc[coal] = np.maximum(alloc[coal], emissions[coal] / (1.0 + cfg.coal_shortfall_cap))
     share = min(1.0, max(0.0, cfg.auction_share + cfg.auction_share_growth
                          * (year - scenario.start_year)))

@@ -117,6 +117,8 @@ class AllocationConfig:
     absolute_cap_sectors: tuple[str, ...] = _key(
         ("steel", "cement", "aluminium"), "sectors", doc='sectors under the absolute cap ("all" in '
         "TOML is stored as SECTORS)")
+    absolute_cap_all_from: int | None = _year(None, "first year of an absolute cap for every "
+                                              "covered sector (None = never)", optional=True)
     linear_reduction_factor: float = _key(0.02, "float", 0, 1, "1/yr",
                                           "share of the first absolute cap removed each year")
     auction_share: float = _key(0.0, "float", 0, 1, "share",
