@@ -324,12 +324,52 @@ class Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario TOML file; relative paths in it resolve against its folder.
 
+    A top-level ``base = "other.toml"`` (relative to the file) makes the file a variant: the base
+    scenario's settings, with this file's keys replacing them section by section.
+
     Raises:
         InputError: Naming the file, and the line (TOML syntax) or the field (bad setting).
     """
     path = Path(path)
+    return Scenario.from_dict(_read_with_base(path, depth=0), source=path)
+
+
+def _read_with_base(path: Path, depth: int) -> dict[str, Any]:
+    """The TOML of ``path`` merged over its ``base`` chain (paths made absolute)."""
+    data = _read_toml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise InputError(path, f"expected a scenario file name, got {_got(base)}", field="base")
+    if depth > 8:
+        raise InputError(path, "too many nested base scenarios (a cycle?)", field="base")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise InputError(path, f"base scenario not found: {_absolute(base_path)}", field="base")
+    merged = _read_with_base(base_path, depth + 1)
+    for key in (k for k, r in schema().items() if r.kind == "path"):  # keep them pointing home
+        section, name = key.split(".")
+        value = merged.get(section, {}).get(name)
+        if isinstance(value, str):
+            merged[section][name] = str(_absolute(base_path.parent / value))
+    return _merge(merged, data)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, tables merged key by key (sector tables too)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError(path, "scenario file not found") from None
     except OSError as e:
@@ -343,7 +383,6 @@ def load_scenario(path: str | Path) -> Scenario:
             raise InputError(path, f"invalid TOML: {msg}") from None
         problem = f"invalid TOML: {msg[:m.start()].strip()} (column {m.group(2)})"
         raise InputError(path, problem, line=int(m.group(1))) from None
-    return Scenario.from_dict(data, source=path)
 
 
 # --- generic validation ------------------------------------------------------------------------

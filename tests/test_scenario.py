@@ -480,3 +480,30 @@ def test_source_does_not_affect_equality(tmp_path: Path) -> None:
     a = load_scenario(write(tmp_path, HEADER, "a.toml"))
     b = load_scenario(write(tmp_path, HEADER, "b.toml"))
     assert a == b and a.source != b.source
+
+
+def test_base_scenario_is_merged_table_by_table(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "firms.csv").write_text("firm_id,sector,emissions\na,power,100000\n")
+    (tmp_path / "base.toml").write_text(
+        'name = "b"\nseed = 1\nstart_year = 2021\nend_year = 2030\n'
+        '[firms]\ntable = "firms.csv"\n'
+        '[coverage]\nsectors = { power = 2021, steel = 2024 }\n[offsets]\nlimit = 0.05\n')
+    (tmp_path / "sub" / "v.toml").write_text(
+        'base = "../base.toml"\nname = "v"\n[coverage]\nsectors = { paper = 2027 }\n')
+    s = load_scenario(tmp_path / "sub" / "v.toml")
+    assert s.name == "v" and s.seed == 1 and s.offsets.limit == 0.05
+    assert s.coverage.sectors == {"power": 2021, "steel": 2024, "paper": 2027}
+    assert s.firms.table == (tmp_path / "firms.csv").resolve()
+    (tmp_path / "bad.toml").write_text('base = "nope.toml"\nname = "x"\n')
+    with pytest.raises(InputError, match="base"):
+        load_scenario(tmp_path / "bad.toml")
+
+
+def test_every_shipped_scenario_loads() -> None:
+    folder = Path(__file__).resolve().parents[1] / "experiments" / "scenarios"
+    names = {p.stem for p in folder.glob("*.toml")}
+    assert {"baseline", "fast_expansion", "strict_benchmarks", "early_cap",
+            "offset_limit_0", "offset_limit_10", "floor_and_reserve"} <= names
+    for p in folder.glob("*.toml"):
+        assert load_scenario(p).name == p.stem
