@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import mesa
 import numpy as np
 
-from model import policy
+from model import investment, policy
 from model.agents import Firm
 from model.expectations import PERFECT, Expectations
 from model.intertemporal import YearMarket, hotelling_path
@@ -82,7 +82,16 @@ class CarbonMarket(mesa.Model):
                                    scenario.start_year)
             else:
                 firms = synthetic_firms(self.rng)
-        self.firms = _apply_mac_scales(firms, scenario)
+        firms = _apply_mac_scales(firms, scenario)
+        # Dynamics of the firms (issue: firms over time): capital options with lock-in and
+        # learning, and plant entry and retirement. They need the calibrated technology options.
+        self.dynamic = scenario.investment.enabled and firms.options is not None
+        self.demography = None
+        if self.dynamic and scenario.investment.demography:
+            firms, self.demography = investment.plan_demography(self.rng, firms,
+                                                                scenario.end_year)
+        self.firms = firms
+        self.investment = investment.InvestmentState.new(firms.options) if self.dynamic else None
         self.year = scenario.start_year - 1
         self.ledger = Ledger(firms.n)
         self.cap_state = policy.CapState(first={})
@@ -129,20 +138,59 @@ class CarbonMarket(mesa.Model):
             self.step()
 
     # ------------------------------------------------------------------ one year
-    def _inputs(self, year: int, cap_state: policy.CapState) -> YearInputs:
-        """Everything about ``year`` that does not depend on the market's history."""
+    def _inputs(self, year: int, cap_state: policy.CapState,
+                projection: bool = False) -> YearInputs:
+        """Everything about ``year`` that does not depend on the market's history.
+
+        With investment, the yearly MAC curves hold the operational options (capital options
+        come in through :meth:`_invest`); a ``projection`` (the perfect-foresight path) puts the
+        capital options in the curves as well, as one-year options at their levelised cost.
+        """
         sc, f = self.config, self.firms
         out_factor, em_factor = policy.growth_factor(f, sc, year)
         output = f.output * out_factor
         e = f.emissions * em_factor
-        cov = policy.covered(f, e, sc, year)
+        active = np.ones(f.n, dtype=bool)
+        if self.demography is not None:
+            mult, active = investment.demography(self.demography, year)
+            output, e = output * mult, e * mult
+        cov = policy.covered(f, e, sc, year) & active
         grand = cov & policy.grandfathered(f, sc, year)
         mkt = cov & ~grand
         free, auctioned = policy.allocate(f, sc, year, output, e, mkt, cap_state)
         free = free + np.where(grand, e, 0.0)
-        curves = f.mac.select(mkt).scaled(em_factor[mkt])
+        costs = None
+        if self.dynamic:
+            state = investment.InvestmentState.new(f.options) if projection else self.investment
+            costs = investment.option_costs(f.options, year, state.cumulative,
+                                            learning=sc.investment.learning)
+            curves = investment.operational_curves(
+                f.options.take(mkt), e[mkt], year, state.cumulative, costs=costs[mkt],
+                include_capital=projection, state=_take_state(state, mkt))
+        else:
+            curves = f.mac.select(mkt).scaled(em_factor[mkt])
         return YearInputs(year, output, e, cov, grand, mkt, free, auctioned, curves,
-                          policy.offset_supply(sc, year))
+                          policy.offset_supply(sc, year), costs)
+
+    def _invest(self, x: YearInputs) -> np.ndarray:
+        """Firms in the market adopt the capital options that pay at their expected prices.
+
+        Returns the abatement locked in by capital options this year, t per firm.
+        """
+        sc, f, year = self.config, self.firms, x.year
+        horizon = max(1, int(f.options.lifetime.max(initial=1)))
+        expected = np.repeat(self.expectations.next_price(year)[:, None], horizon, axis=1)
+        if self.expectations.needs_path:
+            path = [self.expectations.path.get(year + k) for k in range(horizon)]
+            last = next(p for p in reversed([self.expectations.path.get(year, 0.0), *path])
+                        if p is not None)
+            row = np.array([last if p is None else p for p in path])
+            expected[self.expectations.rule == PERFECT] = row
+        potential = f.options.tonnes(x.emissions)
+        investment.decide(self.investment, x.costs, expected, sc.expectations.discount_rate,
+                          year, f.options.lifetime, potential, eligible=x.market,
+                          active_until=f.active_until)
+        return investment.locked_abatement(self.investment, potential, year)
 
     def _project(self) -> tuple[dict[int, float], dict[int, float]]:
         """The perfect-foresight path over the scenario's years (unlimited banking): prices and
@@ -152,7 +200,7 @@ class CarbonMarket(mesa.Model):
         markets, years = [], range(sc.start_year, sc.end_year + 1)
         flat = sc.compliance.penalty if sc.compliance.penalty is not None else math.inf
         for year in years:
-            x = self._inputs(year, state)
+            x = self._inputs(year, state, projection=True)
             markets.append(YearMarket(
                 x.curves.knots(), float(x.emissions[x.market].sum()),
                 float(x.free[x.market].sum() + x.auctioned), x.offsets, sc.offsets.limit,
@@ -169,6 +217,9 @@ class CarbonMarket(mesa.Model):
                                                 x.market, x.free, x.auctioned)
         holdings, bank_in, deducted = self.ledger.opening(free)
         curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
+        locked = self._invest(x) if self.dynamic else np.zeros(f.n)  # capital options in use
+        capex = (investment.capital_cost(self.investment, year) if self.dynamic
+                 else np.zeros(f.n))
         penalty = policy.penalty_level(sc, self.previous_price)
         price_cap = penalty
         if sc.compliance.penalty is None:
@@ -177,7 +228,7 @@ class CarbonMarket(mesa.Model):
             price_cap = min(penalty, max(float(np.max(curves.cost, initial=0.0)),
                                          float(np.max(ccer.x, initial=0.0))))
         bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=price_cap)
-        e_m, h_m = e[mkt], holdings[mkt]
+        e_m, h_m = (e - locked)[mkt], holdings[mkt]
         # Banking demand: each firm holds allowances while its discounted expected price is
         # above today's, within its carry-over limit, and may borrow above it.
         carry = policy.carry_over_limit(f, sc, self.last_net_sales)[mkt]
@@ -234,6 +285,8 @@ class CarbonMarket(mesa.Model):
                      ("carry", np.maximum(capacity, banked_m))):  # what the firm may hold
             full[k][mkt] = v
         full["surrendered"][grand] = e[grand]
+        full["abatement"] += np.where(mkt, locked, 0.0)  # operational + locked-in capital options
+        full["abatement_cost"] += np.where(mkt, capex, 0.0)
         rec = YearRecord(
             year=year, free=free, bank_in=bank_in, deducted=deducted, bought=full["bought"],
             surrendered=full["surrendered"], ccer=full["offsets"], shortfall=full["shortfall"],
@@ -311,6 +364,7 @@ class YearInputs:
     auctioned: float
     curves: MACCurves  # MAC curves of the market's firms
     offsets: Knots
+    costs: np.ndarray | None = None  # this year's option costs (with investment), yuan/t
 
 
 def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:
@@ -320,7 +374,18 @@ def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:
         return firms
     c = np.array([cost.get(s, 1.0) for s in firms.sector])
     p = np.array([potential.get(s, 1.0) for s in firms.sector])
-    return dataclasses.replace(firms, mac=firms.mac.cost_scaled(c).scaled(p))
+    options = None if firms.options is None else firms.options.scaled(c, p)
+    return dataclasses.replace(firms, mac=firms.mac.cost_scaled(c).scaled(p), options=options)
+
+
+def _take_state(state: investment.InvestmentState | None,
+                which: np.ndarray) -> investment.InvestmentState | None:
+    """The investment state of a subset of firms (for their yearly curves)."""
+    if state is None:
+        return None
+    return dataclasses.replace(state, adopted_from=state.adopted_from[which],
+                               adopted_until=state.adopted_until[which],
+                               annual_cost=state.annual_cost[which])
 
 
 def _resource_cost(pos: Positions, ccer: Knots, ccer_price: float) -> float:

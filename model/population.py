@@ -10,6 +10,8 @@ Calibration data live in ``model/data/*.csv`` (every row with a ``source`` and `
 * ``technologies.csv`` — abatement options per sector (cost in yuan/t CO2, potential as a share
   of a firm's emissions) from which each firm's step MAC curve is drawn;
 * ``ccer_projects.csv`` — CCER project types (t/yr, yuan/t, first and last usable vintage).
+* ``demography.csv`` — per firm type: output growth spread, retirement and entry (used by
+  :func:`model.investment.plan_demography`).
 
 Everything is built as arrays (structure of arrays); random draws are vectorised and come from
 the caller's ``numpy.random.Generator`` only, so a seed fixes the population.
@@ -17,6 +19,7 @@ the caller's ``numpy.random.Generator`` only, so a seed fixes the population.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import warnings
@@ -42,7 +45,9 @@ emissions always remain, e.g. CCS captures < 100 %)."""
 @functools.cache
 def _data(name: str) -> pd.DataFrame:
     dtypes = {"default_entry_year": "Int64", "reference_year": "int64", "n_firms": "int64",
-              "year": "int64", "first_year": "int64", "last_year": "int64"}
+              "year": "int64", "first_year": "int64", "last_year": "int64",
+              "retire_from": "int64", "retire_until": "int64", "entry_from": "int64",
+              "entry_until": "int64"}
     df = pd.read_csv(DATA_DIR / name, encoding="utf-8")
     return df.astype({k: v for k, v in dtypes.items() if k in df.columns})
 
@@ -67,6 +72,11 @@ def technology_table() -> pd.DataFrame:
     return _data("technologies.csv").copy()
 
 
+def demography_table() -> pd.DataFrame:
+    """``model/data/demography.csv``: per firm type growth spread, retirement and entry."""
+    return _data("demography.csv").copy()
+
+
 def ccer_project_table() -> pd.DataFrame:
     """``model/data/ccer_projects.csv``: CCER project types (quantity t/yr, cost yuan/t, years)."""
     return _data("ccer_projects.csv").copy()
@@ -80,6 +90,71 @@ def default_firm_types() -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------- firms
 @dataclass(frozen=True)
+class TechOptions:
+    """Each firm's technology options as drawn, one column per row of ``technologies.csv``.
+
+    Options of other sectors have potential 0 for a firm. ``MACCurves.from_options(
+    potential * emissions[:, None], cost)`` is the firm's step MAC curve of all options (the
+    ``Firms.mac`` of the synthetic population). The dynamics (learning, time decline, later
+    options, lock-in) are in :mod:`model.investment`.
+
+    Attributes:
+        name: Option names, shape ``(n_options,)``.
+        sector: Sector of each option.
+        kind: ``"operational"`` (chosen each year) or ``"capital"`` (adopted for a lifetime).
+        lifetime: Years a capital option abates once adopted; 0 for operational options.
+        learning_rate: Cost fall per doubling of cumulative adoption, share.
+        cost_decline: Cost fall per year after ``base_year``, share/yr.
+        first_year: First year the option can be used.
+        initial_deployment: Abatement by the option nationally in ``base_year``, t CO2/yr: the
+            cumulative adoption that learning starts from.
+        cost: Shape ``(n_firms, n_options)``, yuan/t in ``base_year`` (for capital options the
+            levelised cost: annualised investment and running cost per tonne abated).
+        potential: Shape ``(n_firms, n_options)``, share of the firm's unabated emissions.
+        base_year: The year the costs refer to.
+    """
+
+    name: np.ndarray
+    sector: np.ndarray
+    kind: np.ndarray
+    lifetime: np.ndarray
+    learning_rate: np.ndarray
+    cost_decline: np.ndarray
+    first_year: np.ndarray
+    initial_deployment: np.ndarray
+    cost: np.ndarray
+    potential: np.ndarray
+    base_year: int
+
+    @property
+    def n_firms(self) -> int:
+        """Number of firms."""
+        return int(self.cost.shape[0])
+
+    @property
+    def capital(self) -> np.ndarray:
+        """Boolean mask of the capital options, shape ``(n_options,)``."""
+        return self.kind == "capital"
+
+    def tonnes(self, emissions: np.ndarray) -> np.ndarray:
+        """Each option's potential in t/yr for unabated ``emissions`` (t/yr per firm)."""
+        return self.potential * np.asarray(emissions, dtype=np.float64)[:, None]
+
+    def take(self, index: np.ndarray) -> TechOptions:
+        """The options of a subset of firms (boolean mask or integer index, repeats allowed)."""
+        idx = np.arange(self.n_firms)[np.asarray(index)]
+        return dataclasses.replace(self, cost=self.cost[idx], potential=self.potential[idx])
+
+    def scaled(self, cost_factor: np.ndarray | float = 1.0,
+               potential_factor: np.ndarray | float = 1.0) -> TechOptions:
+        """Firm ``i``'s costs times ``cost_factor[i]``, potentials times ``potential_factor[i]``."""
+        c = np.broadcast_to(np.asarray(cost_factor, dtype=np.float64), (self.n_firms,))
+        p = np.broadcast_to(np.asarray(potential_factor, dtype=np.float64), (self.n_firms,))
+        return dataclasses.replace(self, cost=self.cost * c[:, None],
+                                   potential=self.potential * p[:, None])
+
+
+@dataclass(frozen=True)
 class Firms:
     """The firms of a run as parallel arrays (one entry per firm).
 
@@ -90,8 +165,11 @@ class Firms:
         emissions: Unabated emissions in ``base_year``, t CO2/yr.
         output: Physical output in ``base_year`` in the sector's unit (MWh, t product).
         allocation: User-given allocation, t (used as is every year), or None.
-        mac: MAC curves of the firms for their ``base_year`` emissions.
+        mac: MAC curves of the firms for their ``base_year`` emissions (all options).
         base_year: The year the emissions and output refer to.
+        options: Each firm's technology options (drawn curves only), or None.
+        active_from: First year each firm operates, or None (always active).
+        active_until: Last year each firm operates, or None (always active).
     """
 
     firm_id: np.ndarray
@@ -102,6 +180,9 @@ class Firms:
     allocation: np.ndarray | None
     mac: MACCurves
     base_year: int
+    options: TechOptions | None = None
+    active_from: np.ndarray | None = None
+    active_until: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -125,12 +206,16 @@ def _lognormal_factor(
     return np.exp(sigma * rng.standard_normal(shape) - sigma * sigma / 2.0)
 
 
-def _draw_mac(rng: np.random.Generator, sector: np.ndarray, emissions: np.ndarray) -> MACCurves:
+def _draw_mac(rng: np.random.Generator, sector: np.ndarray, emissions: np.ndarray,
+              base_year: int = 2023) -> tuple[MACCurves, TechOptions]:
     """Step MAC curves from each firm's sector options with per-firm cost and potential spread.
 
     Option costs (yuan/t) and potentials (share of emissions) are multiplied by mean-one
     log-normal factors (``cost_sigma``, ``potential_sigma``); a firm's potential shares are scaled
     down to sum to at most ``MAX_POTENTIAL_SHARE``.
+
+    Returns:
+        The curves of all options and the same draws per option (:class:`TechOptions`).
     """
     tech = technology_table()
     n_opt = int(tech.groupby("sector").size().max())
@@ -141,16 +226,50 @@ def _draw_mac(rng: np.random.Generator, sector: np.ndarray, emissions: np.ndarra
     for k, arr in tab.items():
         arr[code, slot] = tech[k].to_numpy(dtype=np.float64)
     s = pd.Categorical(sector, categories=SECTORS).codes
-    cost = tab["cost"][s] * _lognormal_factor(rng, tab["cost_sigma"][s], (s.size, n_opt))
+    drawn = tab["cost"][s] * _lognormal_factor(rng, tab["cost_sigma"][s], (s.size, n_opt))
     # Padding slots (sectors with fewer options) get zero potential at the firm's cheapest cost,
     # so they add only a zero-width point and never change where a curve starts or ends.
     real = (tab["potential"] > 0)[s]
-    cheapest = np.where(real, cost, np.inf).min(axis=1, initial=np.inf)
-    cost = np.where(real, cost, np.where(np.isfinite(cheapest), cheapest, 0.0)[:, None])
+    cheapest = np.where(real, drawn, np.inf).min(axis=1, initial=np.inf)
+    cost = np.where(real, drawn, np.where(np.isfinite(cheapest), cheapest, 0.0)[:, None])
     share = tab["potential"][s] * _lognormal_factor(rng, tab["potential_sigma"][s], (s.size, n_opt))
     total = share.sum(axis=1)
     share *= np.minimum(1.0, MAX_POTENTIAL_SHARE / np.where(total > 0, total, 1.0))[:, None]
-    return MACCurves.from_options(share * np.asarray(emissions, dtype=np.float64)[:, None], cost)
+    emissions = np.asarray(emissions, dtype=np.float64)
+    # The same draws with one column per table row (other sectors' options: potential 0).
+    row = np.full(shape, -1, dtype=np.int64)
+    row[code, slot] = np.arange(len(tech))
+    firm, j = np.nonzero(row[s] >= 0)
+    col = row[s][firm, j]
+    full_cost = np.broadcast_to(tech["cost"].to_numpy(dtype=np.float64), (s.size, len(tech))).copy()
+    full_share = np.zeros((s.size, len(tech)))
+    full_cost[firm, col] = cost[firm, j]
+    full_share[firm, col] = share[firm, j]
+    curves = MACCurves.from_options(share * emissions[:, None], cost)
+    return curves, _tech_options(tech, full_cost, full_share, base_year)
+
+
+def _tech_options(tech: pd.DataFrame, cost: np.ndarray, share: np.ndarray,
+                  base_year: int) -> TechOptions:
+    """Per-option vectors from ``technologies.csv``; a table without the dynamics columns gives
+    operational options available from the start, without learning (the static model)."""
+    n = len(tech)
+
+    def col(name: str, default: float) -> np.ndarray:
+        if name not in tech.columns:
+            return np.full(n, default)
+        return tech[name].to_numpy(dtype=np.float64, na_value=default)
+
+    kind = (tech["kind"].to_numpy(dtype=object) if "kind" in tech.columns
+            else np.full(n, "operational", dtype=object))
+    life = np.where(kind == "capital", col("lifetime", 1.0), 0.0).astype(np.int64)
+    return TechOptions(
+        name=tech["option"].to_numpy(dtype=object), sector=tech["sector"].to_numpy(dtype=object),
+        kind=kind, lifetime=life, learning_rate=col("learning_rate", 0.0),
+        cost_decline=col("cost_decline", 0.0),
+        first_year=col("first_year", -9999.0).astype(np.int64),
+        initial_deployment=col("initial_deployment", 0.0),
+        cost=cost, potential=share, base_year=int(base_year))
 
 
 def _sector_ids(sector: str, n: int) -> np.ndarray:
@@ -171,7 +290,7 @@ def synthetic_firms(
     its log-normal share of the type's excess over ``n * threshold``. Output is emissions /
     (type intensity x a log-normal firm factor, ``intensity_sigma``), normalised so that the
     type's emissions / output equals its mean intensity exactly. MAC curves come from
-    ``technologies.csv`` (see ``_draw_mac``).
+    ``technologies.csv`` (see ``_draw_mac``); ``options`` keeps the per-option draws.
 
     Args:
         rng: The only source of randomness.
@@ -214,6 +333,7 @@ def synthetic_firms(
         parts["out"].append(out)
     sector = np.concatenate(parts["sector"])
     emissions = np.concatenate(parts["em"])
+    mac, options = _draw_mac(rng, sector, emissions, base_year)
     return Firms(
         firm_id=np.concatenate(parts["id"]),
         sector=sector,
@@ -221,8 +341,9 @@ def synthetic_firms(
         emissions=emissions,
         output=np.concatenate(parts["out"]),
         allocation=None,
-        mac=_draw_mac(rng, sector, emissions),
+        mac=mac,
         base_year=base_year,
+        options=options,
     )
 
 
@@ -398,12 +519,14 @@ def load_firms(
         output = emissions / intensity.to_numpy(dtype=np.float64)
     allocation = (_numeric(table, df, lines, "allocation")
                   if "allocation" in df.columns else None)
+    options = None
     if mac is None:
-        curves = _draw_mac(rng, sector, emissions)
+        curves, options = _draw_mac(rng, sector, emissions, base_year)
     else:
         curves = _load_mac(Path(mac), table, df["firm_id"], emissions)
     return Firms(firm_id=firm_id, sector=sector, firm_type=firm_type, emissions=emissions,
-                 output=output, allocation=allocation, mac=curves, base_year=base_year)
+                 output=output, allocation=allocation, mac=curves, base_year=base_year,
+                 options=options)
 
 
 def _load_mac(path: Path, table: Path, firm_id: pd.Series, emissions: np.ndarray) -> MACCurves:

@@ -230,6 +230,8 @@ class InvestmentConfig:
     enabled: bool = _key(False, "bool", doc="firms invest in capital options (locked in for "
                          "their lifetime) besides the yearly operational ones")
     learning: bool = _key(True, "bool", doc="option costs fall with cumulative adoption and time")
+    demography: bool = _key(True, "bool", doc="with investment: firm-level output growth, plant "
+                            "retirement and entry (model/data/demography.csv)")
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,39 @@ def test_mixed_expectations_are_deterministic(tables: Path) -> None:
     a, b = run_years(path), run_years(path)
     assert a.history == b.history
     assert set(np.unique(a.expectations.rule)) == {0, 1, 2}
+
+
+def test_investment_locks_in_and_demography_changes_coverage() -> None:
+    from tests.conftest import BASELINE
+    sc = load_scenario(BASELINE).replace(end_year=2040)
+    m = CarbonMarket(sc, agents=False, record_firms=False)
+    m.run()
+    inv = m.investment
+    assert inv is not None and (inv.adopted_from > 0).any()
+    # an option adopted in year y abates every year until y + lifetime, whatever the price
+    lifetime = m.firms.options.lifetime
+    adopted = inv.adopted_from > 0
+    assert (inv.adopted_until[adopted] - inv.adopted_from[adopted]
+            == np.broadcast_to(lifetime, adopted.shape)[adopted]).all()
+    counts = [r["covered_firms"] for r in m.history]
+    assert len(set(counts[4:])) > 1  # retirements and entrants move coverage after 2024
+    again = CarbonMarket(sc, agents=False, record_firms=False)
+    again.run()
+    assert again.history == m.history
+
+
+def test_locked_abatement_survives_a_price_collapse(tables: Path) -> None:
+    from tests.conftest import BASELINE
+    sc = load_scenario(BASELINE).replace(start_year=2030, end_year=2034)
+    m = CarbonMarket(sc, agents=False, record_firms=False)
+    m.step()
+    m.step()
+    before = m.investment.active(m.year).copy()
+    # loosen the market completely: the price falls to zero, adopted options keep abating
+    m.config = m.config.replace(allocation={"benchmark_decline": -0.5,
+                                            "absolute_cap_all_from": None,
+                                            "absolute_cap_from": None})
+    m.step()
+    assert m.history[-1]["cea_price"] == 0.0
+    still = m.investment.active(m.year)
+    assert (still[before]).all()

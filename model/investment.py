@@ -1,0 +1,450 @@
+"""Firms over time: capital options with lock-in, technology learning, retirement and entry.
+
+Pure, vectorised building blocks (numpy only, no Mesa, no loop over firms) that the yearly step of
+:class:`model.model.CarbonMarket` calls. Prices are in yuan/t CO2, quantities in t CO2 (per year
+where they are flows), costs in yuan.
+
+**Technology options** (:class:`model.population.TechOptions`, one column per row of
+``model/data/technologies.csv``, drawn per firm by :func:`model.population.synthetic_firms`):
+
+* *operational* options are chosen each year: they make the yearly MAC curve that the market
+  clears (:func:`operational_curves`);
+* *capital* options are investments with a lifetime. A firm adopts one (:func:`decide`) when its
+  levelised cost is below the present-value-weighted average of the firm's expected price path
+  over the option's lifetime. Once adopted the option abates its share of the firm's unabated
+  emissions every year of its lifetime whatever the price (lock-in, :func:`locked_abatement`), and
+  the firm pays a yearly capital charge fixed at adoption (:func:`capital_cost`).
+
+Design decision: capital options enter the market only through investment. By default the yearly
+curve holds the operational options alone; ``include_capital=True`` adds the capital options not
+adopted yet as if they could be rented for one year (the static model's reading of
+``Firms.mac``). All shares are shares of *unabated* emissions and a firm's shares sum to at most
+``MAX_POTENTIAL_SHARE``, so locked and operational abatement together never exceed emissions.
+
+**Costs** (:func:`option_costs`): an option's cost in ``year`` is
+
+    c = c0 * (C / C0) ** log2(1 - learning_rate) * (1 - cost_decline) ** (year - base_year)
+
+with ``C`` the cumulative adoption of the option (t CO2/yr of abatement capacity adopted, starting
+at ``C0 = initial_deployment``): each doubling of ``C`` cuts the cost by ``learning_rate``.
+Cumulative adoption counts capital adoptions only (operational options learn with time alone).
+Before the option's ``first_year`` its cost is ``+inf`` and nobody uses it.
+
+**Demography** (:func:`plan_demography`, :func:`demography`): per-firm output growth around the
+sector rate, retirements and entrants from ``model/data/demography.csv``. All draws happen once,
+when the population is planned, so that a firm keeps its growth rate and its retirement year
+whatever the years simulated; the yearly call is then pure. The planned population carries
+``active_from`` / ``active_until`` (entrants are in the arrays from the start, inactive before
+their first year), so the firm arrays, the registry and the agents keep one size for the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from model.mac import MACCurves
+from model.population import Firms, TechOptions, demography_table
+
+NEVER = 9999
+"""``active_until`` of a firm that never retires (a year after any simulation)."""
+
+
+# ---------------------------------------------------------------------------------- costs
+def option_costs(options: TechOptions, year: int, cumulative_adoption: np.ndarray, *,
+                 learning: bool = True) -> np.ndarray:
+    """Each firm's cost of each option in ``year`` with learning and time decline.
+
+    Args:
+        options: The firms' options (costs in ``options.base_year``).
+        year: The year of the costs.
+        cumulative_adoption: Shape ``(n_options,)``, t CO2/yr of each option adopted so far,
+            including ``options.initial_deployment`` (as in :attr:`InvestmentState.cumulative`).
+        learning: False keeps the base-year costs (only availability applies).
+
+    Returns:
+        Shape ``(n_firms, n_options)``, yuan/t; ``+inf`` where ``year < first_year``.
+    """
+    factor = np.ones(options.name.size)
+    if learning:
+        c0 = options.initial_deployment
+        cum = np.asarray(cumulative_adoption, dtype=np.float64)
+        ratio = np.where(c0 > 0, np.maximum(cum, c0) / np.where(c0 > 0, c0, 1.0), 1.0)
+        factor = ratio ** np.log2(1.0 - options.learning_rate)
+        factor *= (1.0 - options.cost_decline) ** max(0, year - options.base_year)
+    available = year >= options.first_year
+    return np.where(available, options.cost * factor, np.inf)
+
+
+def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
+                       cumulative_adoption: np.ndarray, *, state: InvestmentState | None = None,
+                       include_capital: bool = False, learning: bool = True,
+                       costs: np.ndarray | None = None) -> MACCurves:
+    """The yearly step MAC curves of the firms from their available operational options.
+
+    Args:
+        options: The firms' options.
+        emissions: Shape ``(n_firms,)``, unabated emissions this year, t/yr (potentials are
+            shares of them).
+        year: The year.
+        cumulative_adoption: As in :func:`option_costs`.
+        state: The investment state (needed with ``include_capital``).
+        include_capital: Also put the capital options that are not adopted (locked in) this year
+            in the curve, as one-year options at their levelised cost.
+        learning: As in :func:`option_costs`.
+        costs: This year's :func:`option_costs` if already computed (saves the work).
+
+    Returns:
+        One curve per firm: flat at each option's cost over its potential (t), options sorted by
+        cost; a firm without usable options gets the zero curve.
+    """
+    cost = (option_costs(options, year, cumulative_adoption, learning=learning)
+            if costs is None else np.asarray(costs, dtype=np.float64))
+    pot = options.tonnes(emissions)
+    include = ~options.capital[None, :]
+    if include_capital:
+        if state is None:
+            raise ValueError("include_capital needs the investment state")
+        include = include | (options.capital & ~state.active(year))
+    use = include & (pot > 0) & np.isfinite(cost)
+    # Compact each firm's usable options into the first columns (as many as the firm with most
+    # usable options needs); unused slots get zero potential at the firm's cheapest cost.
+    n = use.shape[0]
+    k = max(1, int(use.sum(axis=1).max(initial=0)))
+    rows, cols = np.nonzero(use)  # row-major: each firm's usable options in column order
+    count = use.sum(axis=1)
+    slot = np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
+    c = np.full((n, k), np.inf)
+    p = np.zeros((n, k))
+    c[rows, slot] = cost[rows, cols]
+    p[rows, slot] = pot[rows, cols]
+    cheapest = c.min(axis=1)
+    c = np.where(np.isfinite(c), c, np.where(np.isfinite(cheapest), cheapest, 0.0)[:, None])
+    return MACCurves.from_options(p, c)
+
+
+# ---------------------------------------------------------------------------------- investment
+@dataclass
+class InvestmentState:
+    """Adopted capital options of every firm and the cumulative adoption of every option.
+
+    An option adopted in year ``y`` with lifetime ``L`` abates in years ``y .. y + L - 1``.
+
+    Attributes:
+        adopted_from: Shape ``(n_firms, n_options)``, year of the current adoption, 0 = never.
+        adopted_until: Same shape, first year without the option (``y + L``); 0 = not adopted.
+        annual_cost: Same shape, the yearly capital charge fixed at adoption (levelised cost x
+            the potential in the adoption year), yuan/yr.
+        cumulative: Shape ``(n_options,)``, t CO2/yr: ``initial_deployment`` plus the potential
+            of every adoption so far (replacements after a lifetime count again).
+    """
+
+    adopted_from: np.ndarray
+    adopted_until: np.ndarray
+    annual_cost: np.ndarray
+    cumulative: np.ndarray
+
+    @classmethod
+    def new(cls, options: TechOptions) -> InvestmentState:
+        """Nothing adopted; cumulative adoption at the options' initial deployment."""
+        shape = options.cost.shape
+        return cls(adopted_from=np.zeros(shape, dtype=np.int64),
+                   adopted_until=np.zeros(shape, dtype=np.int64),
+                   annual_cost=np.zeros(shape),
+                   cumulative=options.initial_deployment.astype(np.float64).copy())
+
+    def active(self, year: int) -> np.ndarray:
+        """Options adopted and within their lifetime in ``year``, shape ``(n_firms, n_options)``."""
+        return (self.adopted_from <= year) & (year < self.adopted_until)
+
+
+def pv_average(expected_prices: np.ndarray | float, discount_rate: np.ndarray | float,
+               lifetime: np.ndarray, n_firms: int | None = None) -> np.ndarray:
+    """Present-value-weighted average expected price over each option's lifetime.
+
+    ``sum_k d^k p_k / sum_k d^k`` over ``k = 0 .. L - 1`` with ``d = 1 / (1 + r)``; a path
+    shorter than the lifetime is extended with its last price.
+
+    Args:
+        expected_prices: yuan/t; shape ``(n_firms, horizon)`` with column ``k`` the price
+            expected for ``year + k``, or ``(n_firms,)`` / a scalar for a flat path.
+        discount_rate: 1/yr, a scalar or one per firm.
+        lifetime: Shape ``(n_options,)``, years; options with lifetime 0 get ``-inf``.
+        n_firms: Number of firms when ``expected_prices`` is a scalar.
+
+    Returns:
+        Shape ``(n_firms, n_options)``, yuan/t.
+    """
+    lifetime = np.asarray(lifetime, dtype=np.int64)
+    if np.ndim(expected_prices) < 2:  # a flat path: the average is the price itself
+        p = _price_path(expected_prices, n_firms, 1)
+        return np.where(lifetime > 0, p, -np.inf)
+    horizon = max(1, int(lifetime.max(initial=0)))
+    p = _price_path(expected_prices, n_firms, horizon)
+    r = np.asarray(discount_rate, dtype=np.float64)
+    r = r[:, None] if r.ndim == 1 else r
+    w = np.broadcast_to((1.0 + r) ** -np.arange(horizon, dtype=np.float64), p.shape)
+    avg = np.cumsum(p * w, axis=1) / np.cumsum(w, axis=1)
+    out = avg[:, np.maximum(lifetime, 1) - 1]
+    return np.where(lifetime > 0, out, -np.inf)
+
+
+def _price_path(expected_prices: np.ndarray | float, n_firms: int | None,
+                horizon: int) -> np.ndarray:
+    """Expected prices as ``(n_firms, horizon)``: flat paths broadcast, short ones extended."""
+    p = np.asarray(expected_prices, dtype=np.float64)
+    if p.ndim < 2:
+        p = np.broadcast_to(np.reshape(p, (-1, 1)), (p.size if n_firms is None else n_firms, 1))
+    if p.shape[1] < horizon:
+        p = np.concatenate((p, np.repeat(p[:, -1:], horizon - p.shape[1], axis=1)), axis=1)
+    return p[:, :horizon]
+
+
+def decide(state: InvestmentState, costs: np.ndarray, expected_prices: np.ndarray | float,
+           discount_rate: np.ndarray | float, year: int, lifetime: np.ndarray,
+           potential_t: np.ndarray, *, eligible: np.ndarray | None = None,
+           active_until: np.ndarray | None = None) -> np.ndarray:
+    """Firms adopt the capital options that pay at their expected prices; updates ``state``.
+
+    A firm adopts an available capital option (finite cost, positive potential, not in use) iff
+    its levelised cost is strictly below :func:`pv_average` of its expected price path over the
+    option's lifetime, i.e. iff the net present value of abating at the locked cost is positive.
+    The adoption abates from ``year`` to ``year + lifetime - 1`` (lock-in) at a yearly charge of
+    ``cost x potential_t`` yuan fixed now, and adds ``potential_t`` to the cumulative adoption.
+
+    Args:
+        state: Updated in place.
+        costs: Shape ``(n_firms, n_options)``, this year's costs (:func:`option_costs`), yuan/t.
+        expected_prices: The firms' expected price paths from ``year`` on (see
+            :func:`pv_average`), yuan/t.
+        discount_rate: 1/yr, a scalar or one per firm.
+        year: The year of the decision (the first year the option abates).
+        lifetime: Shape ``(n_options,)``, years; 0 marks operational options (never adopted).
+        potential_t: Shape ``(n_firms, n_options)``, t/yr each option would abate this year.
+        eligible: Shape ``(n_firms,)``, firms that may invest (e.g. the covered ones); default all.
+        active_until: Shape ``(n_firms,)``, each firm's last year; expected prices after it count
+            as 0 (a firm that closes earlier recovers less of the investment). Default: never.
+
+    Returns:
+        The options adopted now, boolean ``(n_firms, n_options)``.
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    lifetime = np.asarray(lifetime, dtype=np.int64)
+    n = costs.shape[0]
+    cand = (lifetime > 0)[None, :] & np.isfinite(costs) & (potential_t > 0) & ~state.active(year)
+    if eligible is not None:
+        cand &= np.asarray(eligible, dtype=bool)[:, None]
+    if not cand.any():
+        return cand
+    rows = np.flatnonzero(cand.any(axis=1))  # only firms with something to decide
+
+    def sub(x):
+        x = np.asarray(x, dtype=np.float64)
+        return x[rows] if x.ndim >= 1 and x.shape[0] == n else x
+
+    prices, rate = sub(expected_prices), sub(discount_rate)
+    if active_until is not None:
+        prices = _price_path(prices, rows.size, max(1, int(lifetime.max())))
+        years = year + np.arange(prices.shape[1])
+        prices = np.where(years[None, :] <= np.asarray(active_until)[rows, None], prices, 0.0)
+    avg = pv_average(prices, rate, lifetime, n_firms=rows.size)
+    new = np.zeros_like(cand)
+    new[rows] = cand[rows] & (costs[rows] < np.broadcast_to(avg, (rows.size, costs.shape[1])))
+    until = np.broadcast_to(year + lifetime[None, :], costs.shape)
+    state.adopted_from[new] = year
+    state.adopted_until[new] = until[new]
+    state.annual_cost[new] = costs[new] * potential_t[new]
+    state.cumulative += np.where(new, potential_t, 0.0).sum(axis=0)
+    return new
+
+
+def locked_abatement(state: InvestmentState, potential_t: np.ndarray, year: int) -> np.ndarray:
+    """Abatement by the capital options in use in ``year``, t per firm.
+
+    Emissions after lock-in are ``unabated - locked = unabated x (1 - sum of adopted shares)``
+    with ``potential_t = TechOptions.tonnes(unabated)`` of this year.
+    """
+    return np.where(state.active(year), potential_t, 0.0).sum(axis=1)
+
+
+def capital_cost(state: InvestmentState, year: int) -> np.ndarray:
+    """The yearly capital charge each firm pays in ``year`` for its options in use, yuan.
+
+    The charge runs for the whole lifetime, also after the firm closes (a stranded investment).
+    """
+    return np.where(state.active(year), state.annual_cost, 0.0).sum(axis=1)
+
+
+# ---------------------------------------------------------------------------------- demography
+@dataclass(frozen=True)
+class Demography:
+    """The planned demography of a population (see :func:`plan_demography`).
+
+    Attributes:
+        base_year: The population's base year (multipliers are 1 there).
+        active_from: First year each firm operates (0 = from the start), shape ``(n_firms,)``.
+        active_until: Last year each firm operates (``NEVER`` = no retirement).
+        deviation: Each firm's output growth deviation from its sector rate, share/yr.
+        group: Each firm's (sector, firm type) group index.
+        weight: Base-year emissions of the incumbents (0 for entrants), t: the weights that keep
+            each group's incumbent total on the sector path.
+    """
+
+    base_year: int
+    active_from: np.ndarray
+    active_until: np.ndarray
+    deviation: np.ndarray
+    group: np.ndarray
+    weight: np.ndarray
+
+
+def is_active(firms: Firms, year: int) -> np.ndarray:
+    """Firms operating in ``year`` from their ``active_from`` / ``active_until`` (None: all)."""
+    active = np.ones(firms.n, dtype=bool)
+    if firms.active_from is not None:
+        active &= firms.active_from <= year
+    if firms.active_until is not None:
+        active &= year <= firms.active_until
+    return active
+
+
+def plan_demography(rng: np.random.Generator, firms: Firms, end_year: int, *,
+                    table: pd.DataFrame | None = None) -> tuple[Firms, Demography]:
+    """Draw growth deviations, retirements and entrants once for a run up to ``end_year``.
+
+    Per (sector, firm type) row of ``table`` (default ``model/data/demography.csv``; types without
+    a row have no spread, retirement or entry):
+
+    * each firm's output grows at the sector rate times ``1 + d`` a year, ``d ~ N(0,
+      growth_sigma)``; :func:`demography` rescales so that the incumbents' emission-weighted
+      mean multiplier is 1, i.e. the group total follows the sector rate until firms retire;
+    * each incumbent retires with probability ``retire_share``, its first year without output
+      uniform in ``retire_from .. retire_until``;
+    * ``round(entry_rate x n_type x years)`` entrants over the entry years after ``base_year`` up
+      to ``end_year``, each with a first year uniform over them, copying a random incumbent of
+      its type (options, MAC curve, user allocation) with emissions x ``entrant_size`` and
+      intensity x ``entrant_intensity``. Entrant ids are ``entrant-<sector>-00001`` ....
+
+    Args:
+        rng: The only source of randomness (draw order fixed: deviations, retirements, entrants).
+        firms: The base-year population (an existing ``active_from`` / ``active_until`` is kept
+            and combined with the plan).
+        end_year: Last simulated year (no entrant after it).
+        table: A demography table with the columns of ``demography.csv``.
+
+    Returns:
+        The population with the entrants appended and ``active_from`` / ``active_until`` set,
+        and its :class:`Demography`.
+    """
+    tab = demography_table() if table is None else table
+    base, n = firms.base_year, firms.n
+    keys = np.char.add(np.char.add(firms.sector.astype(str), "|"), firms.firm_type.astype(str))
+    groups, g = np.unique(keys, return_inverse=True)
+    g = g.astype(np.int64)
+    tab_keys = tab["sector"].astype(str) + "|" + tab["firm_type"].astype(str)
+    row = pd.Index(tab_keys).get_indexer(groups)
+    has = row >= 0
+
+    def col(name: str, default: float) -> np.ndarray:
+        vals = tab[name].to_numpy(dtype=np.float64)
+        return np.where(has, vals[np.maximum(row, 0)], default)
+
+    sigma, share = col("growth_sigma", 0.0), col("retire_share", 0.0)
+    r_lo = col("retire_from", base).astype(np.int64)
+    r_hi = np.maximum(col("retire_until", base).astype(np.int64), r_lo)
+    e_lo = np.maximum(col("entry_from", base), base + 1).astype(np.int64)
+    e_hi = np.minimum(col("entry_until", base), end_year).astype(np.int64)
+    size, intensity = col("entrant_size", 1.0), col("entrant_intensity", 1.0)
+    rate = col("entry_rate", 0.0)
+    n_group = np.bincount(g, minlength=groups.size)
+    # incumbents
+    deviation = np.maximum(sigma[g] * rng.standard_normal(n), -0.5)
+    retire = rng.random(n) < share[g]
+    first_off = rng.integers(r_lo[g], r_hi[g] + 1)
+    until = np.where(retire, first_off - 1, NEVER)
+    # entrants
+    count = np.rint(rate * n_group * np.maximum(e_hi - e_lo + 1, 0)).astype(np.int64)
+    eg = np.repeat(np.arange(groups.size), count)
+    e_from = rng.integers(e_lo[eg], np.maximum(e_hi[eg], e_lo[eg]) + 1)
+    members = np.argsort(g, kind="stable")
+    offset = np.concatenate(([0], np.cumsum(n_group)[:-1]))
+    template = members[offset[eg] + rng.integers(0, n_group[eg])]
+    e_dev = np.maximum(sigma[eg] * rng.standard_normal(eg.size), -0.5)
+    new = _entrants(firms, template, size[eg], intensity[eg])
+    old_from = np.zeros(n, np.int64) if firms.active_from is None else firms.active_from
+    old_until = np.full(n, NEVER, np.int64) if firms.active_until is None else firms.active_until
+    active_from = np.concatenate((old_from, e_from)).astype(np.int64)
+    active_until = np.concatenate((np.minimum(old_until, until), np.full(eg.size, NEVER)))
+    planned = _append(firms, new, active_from, active_until.astype(np.int64))
+    plan = Demography(base_year=base, active_from=planned.active_from,
+                      active_until=planned.active_until,
+                      deviation=np.concatenate((deviation, e_dev)),
+                      group=np.concatenate((g, eg)),
+                      weight=np.concatenate((firms.emissions, np.zeros(eg.size))))
+    return planned, plan
+
+
+def demography(plan: Demography, year: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each firm's output multiplier on top of its sector path in ``year``, and the active mask.
+
+    The multiplier is ``(1 + d_i) ** (year - base_year)`` divided by its emission-weighted mean
+    over the incumbents of the firm's group (retired ones included, so retirements lower the
+    total), and 0 for inactive firms, so that their output and emissions vanish and coverage
+    (emissions >= threshold) drops them. Multiply output and unabated emissions by it.
+
+    Returns:
+        ``(multiplier, active)``, shape ``(n_firms,)`` each.
+    """
+    growth = (1.0 + plan.deviation) ** (year - plan.base_year)
+    m = int(plan.group.max(initial=-1)) + 1
+    num = np.bincount(plan.group, weights=plan.weight * growth, minlength=m)
+    den = np.bincount(plan.group, weights=plan.weight, minlength=m)
+    norm = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    active = (plan.active_from <= year) & (year <= plan.active_until)
+    return np.where(active, growth / norm[plan.group], 0.0), active
+
+
+def _entrants(firms: Firms, template: np.ndarray, size: np.ndarray,
+              intensity: np.ndarray) -> Firms:
+    """New firms copied from ``template`` incumbents, scaled in size and intensity."""
+    sector = firms.sector[template]
+    ids = np.empty(0, dtype=object)
+    if template.size:  # numbered 1, 2, ... within each sector
+        s = sector.astype(str)
+        order = np.argsort(s, kind="stable")
+        first = np.concatenate(([True], s[order][1:] != s[order][:-1]))
+        start = np.maximum.accumulate(np.where(first, np.arange(template.size), 0))
+        number = np.empty(template.size, dtype=np.int64)
+        number[order] = np.arange(template.size) - start + 1
+        digits = np.strings.zfill(number.astype(np.str_), 5)
+        ids = np.strings.add(np.strings.add("entrant-", s), np.strings.add("-", digits))
+        ids = ids.astype(object)
+    return dataclasses.replace(
+        firms, firm_id=ids, sector=sector, firm_type=firms.firm_type[template],
+        emissions=firms.emissions[template] * size,
+        output=firms.output[template] * size / intensity,
+        allocation=None if firms.allocation is None else firms.allocation[template] * size,
+        mac=firms.mac.select(template).scaled(size),
+        options=None if firms.options is None else firms.options.take(template),
+        active_from=None, active_until=None)
+
+
+def _append(a: Firms, b: Firms, active_from: np.ndarray, active_until: np.ndarray) -> Firms:
+    """The firms of ``a`` then ``b`` with the given activity years."""
+    cat = np.concatenate
+    mac = MACCurves(start=cat((a.mac.start[:-1], a.mac.start[-1] + b.mac.start)),
+                    abatement=cat((a.mac.abatement, b.mac.abatement)),
+                    cost=cat((a.mac.cost, b.mac.cost)))
+    options = None
+    if a.options is not None and b.options is not None:
+        options = dataclasses.replace(a.options, cost=cat((a.options.cost, b.options.cost)),
+                                      potential=cat((a.options.potential, b.options.potential)))
+    return dataclasses.replace(
+        a, firm_id=cat((a.firm_id, b.firm_id)), sector=cat((a.sector, b.sector)),
+        firm_type=cat((a.firm_type, b.firm_type)), emissions=cat((a.emissions, b.emissions)),
+        output=cat((a.output, b.output)),
+        allocation=None if a.allocation is None else cat((a.allocation, b.allocation)),
+        mac=mac, options=options, active_from=active_from, active_until=active_until)

@@ -1,0 +1,381 @@
+"""Tests of model/investment.py: lock-in, learning, later options, adoption, demography."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model import investment as inv
+from model.mac import MACCurves
+from model.population import (
+    THRESHOLD,
+    Firms,
+    TechOptions,
+    demography_table,
+    firm_type_table,
+    load_firms,
+    synthetic_firms,
+    technology_table,
+)
+
+CONF = ["high", "medium", "low", "assumption"]
+
+
+def make_options(cost, potential, *, kind, lifetime=None, learning_rate=None,
+                 cost_decline=None, first_year=None, initial=None, base_year=2025):
+    """TechOptions from per-firm costs/potentials (n_firms, n_options) and per-option vectors."""
+    cost = np.asarray(cost, dtype=float)
+    k = cost.shape[1]
+    kind = np.asarray(kind, dtype=object)
+
+    def vec(v, default):
+        return np.full(k, default) if v is None else np.asarray(v)
+
+    return TechOptions(
+        name=np.array([f"o{j}" for j in range(k)], dtype=object),
+        sector=np.full(k, "power", dtype=object), kind=kind,
+        lifetime=np.where(kind == "capital", vec(lifetime, 10), 0).astype(np.int64),
+        learning_rate=vec(learning_rate, 0.0).astype(float),
+        cost_decline=vec(cost_decline, 0.0).astype(float),
+        first_year=vec(first_year, 2000).astype(np.int64),
+        initial_deployment=vec(initial, 1000.0).astype(float),
+        cost=cost, potential=np.asarray(potential, dtype=float), base_year=base_year)
+
+
+@pytest.fixture(scope="module")
+def pop():
+    return synthetic_firms(np.random.default_rng(11), base_year=2024)
+
+
+@pytest.fixture(scope="module")
+def planned(pop):
+    return inv.plan_demography(np.random.default_rng(5), pop, 2050)
+
+
+# ---------------------------------------------------------------------------------- data
+def test_technology_dynamics_columns_are_complete_and_sourced():
+    t = technology_table()
+    assert set(t["kind"]) <= {"operational", "capital"} and (t["kind"] == "capital").any()
+    cap = t["kind"] == "capital"
+    assert (t.loc[cap, "lifetime"] >= 1).all() and (t.loc[cap, "lifetime"] % 1 == 0).all()
+    assert t.loc[~cap, "lifetime"].isna().all()
+    for c in ("learning_rate", "cost_decline"):
+        assert ((t[c] >= 0) & (t[c] < 1)).all()
+    assert (t["initial_deployment"] > 0).all()
+    assert t["dynamics_confidence"].isin(CONF).all()
+    assumed = t[t["dynamics_confidence"] == "assumption"]
+    assert assumed["dynamics_source"].str.contains("assumption").all()
+    by = t.set_index(["sector", "option"])
+    assert by.loc[("steel", "h2_dri"), "first_year"] >= 2030
+    assert by.loc[("aluminium", "inert_anode"), "first_year"] >= 2028
+    assert by.loc[("steel", "h2_dri"), "kind"] == "capital"
+    # CCS: capture 219 -> 165 yuan/t by the 2030s (reference §5), ≈ 10-13 years from time alone
+    ccs = t[t["option"].str.startswith("ccs") | t["option"].str.startswith("ccus")]
+    assert ((1 - ccs["cost_decline"]) ** 10 >= 165 / 219 * 0.95).all()
+    assert ((1 - ccs["cost_decline"]) ** 13 <= 165 / 219 * 1.1).all()
+    assert (ccs["kind"] == "capital").all()
+
+
+def test_demography_table_covers_every_firm_type():
+    d = demography_table()
+    types = firm_type_table()
+    assert set(zip(d.sector, d.firm_type)) == set(zip(types.sector, types.firm_type))
+    assert ((d.retire_share >= 0) & (d.retire_share <= 1)).all()
+    assert (d.retire_from <= d.retire_until).all() and (d.entry_from <= d.entry_until).all()
+    assert ((d.growth_sigma >= 0) & (d.entry_rate >= 0)).all()
+    assert ((d.entrant_size > 0) & (d.entrant_intensity > 0)).all()
+    small = d.set_index("firm_type").loc["coal_le300"]
+    assert small.retire_share > 0.5 and small.retire_from >= 2025 and small.retire_until <= 2045
+
+
+# ---------------------------------------------------------------------------------- population
+def test_options_reproduce_the_mac_of_all_options(pop):
+    o = pop.options
+    n_rows = len(technology_table())
+    assert o.cost.shape == o.potential.shape == (pop.n, n_rows)
+    assert o.base_year == pop.base_year
+    other = pop.sector[:, None] != o.sector[None, :]
+    assert (o.potential[other] == 0).all() and (o.potential[~other] > 0).all()
+    rebuilt = MACCurves.from_options(o.tonnes(pop.emissions), o.cost)
+    np.testing.assert_allclose(rebuilt.max_abatement, pop.mac.max_abatement, rtol=1e-12)
+    for price in (0.0, 30.0, 120.0, 400.0, 1e4):
+        np.testing.assert_allclose(rebuilt.abatement_at(price), pop.mac.abatement_at(price),
+                                   rtol=1e-12, atol=1e-6)
+    a = pop.mac.max_abatement * 0.5
+    np.testing.assert_allclose(rebuilt.cost_of(a), pop.mac.cost_of(a), rtol=1e-9)
+
+
+def test_population_backward_compatible(pop, tmp_path):
+    again = synthetic_firms(np.random.default_rng(11), base_year=2024)
+    np.testing.assert_array_equal(again.options.cost, pop.options.cost)
+    assert pop.active_from is None and pop.active_until is None
+    plain = Firms(firm_id=pop.firm_id, sector=pop.sector, firm_type=pop.firm_type,
+                  emissions=pop.emissions, output=pop.output, allocation=None, mac=pop.mac,
+                  base_year=2024)
+    assert plain.options is None and inv.is_active(plain, 2040).all()
+    table = tmp_path / "firms.csv"
+    table.write_text("firm_id,sector,emissions\na,power,786100\nb,steel,300000\n")
+    drawn = load_firms(table, None, np.random.default_rng(0), 2025)
+    assert drawn.options is not None and drawn.options.cost.shape[0] == 2
+    mac = tmp_path / "mac.csv"
+    mac.write_text("firm_id,abatement,mac\na,1000,20\n")
+    assert load_firms(table, mac, np.random.default_rng(0), 2025).options is None
+
+
+# ---------------------------------------------------------------------------------- costs
+def test_costs_fall_by_the_learning_rate_per_doubling():
+    lr = np.array([0.0, 0.1, 0.2])
+    o = make_options(np.full((2, 3), 300.0), np.full((2, 3), 0.1), kind=["capital"] * 3,
+                     learning_rate=lr, initial=[1000.0, 500.0, 2000.0])
+    c0 = o.initial_deployment
+    base = inv.option_costs(o, 2025, c0)
+    np.testing.assert_allclose(base, o.cost)
+    for doublings in (1, 2, 3.5):
+        c = inv.option_costs(o, 2025, c0 * 2 ** doublings)
+        np.testing.assert_allclose(c / base, np.broadcast_to((1 - lr) ** doublings, c.shape))
+    # cumulative adoption never below the initial deployment: no cost rise
+    np.testing.assert_allclose(inv.option_costs(o, 2025, c0 / 4), base)
+    more = inv.option_costs(o, 2025, c0 * 3)
+    assert (more <= base).all() and (more[:, 1:] < base[:, 1:]).all()
+
+
+def test_costs_fall_with_time_by_the_cost_decline():
+    d = np.array([0.0, 0.02, 0.05])
+    o = make_options([[100.0, 200.0, 400.0]], [[0.1, 0.1, 0.1]], kind=["operational"] * 3,
+                     cost_decline=d, base_year=2025)
+    cum = o.initial_deployment
+    for year in (2026, 2030, 2045):
+        ratio = inv.option_costs(o, year, cum) / inv.option_costs(o, year - 1, cum)
+        np.testing.assert_allclose(ratio[0], 1 - d)
+    np.testing.assert_allclose(inv.option_costs(o, 2045, cum, learning=False), o.cost)
+    np.testing.assert_allclose(inv.option_costs(o, 2020, cum), o.cost)  # no rise before
+
+
+def test_options_unavailable_before_their_first_year(pop):
+    o = pop.options
+    cum = o.initial_deployment
+    h2 = np.flatnonzero(o.name == "h2_dri")[0]
+    first = int(o.first_year[h2])
+    steel = pop.sector == "steel"
+    assert np.isinf(inv.option_costs(o, first - 1, cum)[:, h2]).all()
+    assert np.isfinite(inv.option_costs(o, first, cum)[:, h2]).all()
+    costs = inv.option_costs(o, first - 1, cum)
+    assert np.isfinite(costs[:, o.first_year < first]).all()
+    # nobody adopts it before, whatever the price; steel firms do at a high enough price
+    st = inv.InvestmentState.new(o)
+    pt = o.tonnes(pop.emissions)
+    new = inv.decide(st, costs, 1e6, 0.05, first - 1, o.lifetime, pt)
+    assert not new[:, h2].any()
+    st = inv.InvestmentState.new(o)
+    new = inv.decide(st, inv.option_costs(o, first, cum), 1e6, 0.05, first, o.lifetime, pt)
+    assert new[steel, h2].all() and not new[~steel, h2].any()
+
+
+# ---------------------------------------------------------------------------------- curves
+def test_operational_curves_hold_available_operational_options_only(pop):
+    o = pop.options
+    e = pop.emissions * 1.1
+    cum = o.initial_deployment
+    curves = inv.operational_curves(o, e, 2026, cum)
+    pt = o.tonnes(e)
+    oper = ~o.capital & (o.first_year <= 2026)
+    np.testing.assert_allclose(curves.max_abatement, pt[:, oper].sum(axis=1), rtol=1e-12)
+    costs = inv.option_costs(o, 2026, cum)
+    # at any price a firm abates exactly its operational options cheaper than the price
+    for price in (50.0, 200.0, 2000.0):
+        want = np.where(oper[None, :] & (costs < price), pt, 0.0).sum(axis=1)
+        np.testing.assert_allclose(curves.abatement_at(price, theta=0.0), want, rtol=1e-12)
+    # with the capital options not adopted: every available option (the static curve)
+    st = inv.InvestmentState.new(o)
+    full = inv.operational_curves(o, e, 2040, cum, state=st, include_capital=True)
+    avail = o.first_year <= 2040
+    np.testing.assert_allclose(full.max_abatement, pt[:, avail].sum(axis=1), rtol=1e-12)
+    inv.decide(st, inv.option_costs(o, 2040, cum), 1e6, 0.05, 2040, o.lifetime, pt)
+    after = inv.operational_curves(o, e, 2040, cum, state=st, include_capital=True)
+    np.testing.assert_allclose(after.max_abatement, pt[:, ~o.capital].sum(axis=1), rtol=1e-12)
+    with pytest.raises(ValueError):
+        inv.operational_curves(o, e, 2040, cum, include_capital=True)
+
+
+def test_a_firm_without_usable_options_gets_the_zero_curve():
+    o = make_options([[50.0, 80.0]], [[0.2, 0.1]], kind=["capital", "operational"],
+                     first_year=[2000, 2040])
+    c = inv.operational_curves(o, np.array([1e5]), 2030, o.initial_deployment)
+    assert c.max_abatement[0] == 0 and c.abatement_at(1e4)[0] == 0
+
+
+# ---------------------------------------------------------------------------------- lock-in
+def test_lock_in_abates_every_year_of_the_lifetime_even_at_a_zero_price():
+    life = 6
+    o = make_options([[100.0, 40.0], [100.0, 40.0]], [[0.3, 0.1], [0.3, 0.1]],
+                     kind=["capital", "operational"], lifetime=[life, 0])
+    st = inv.InvestmentState.new(o)
+    e = np.array([1e6, 2e6])
+    y0 = 2030
+    pt = o.tonnes(e)
+    new = inv.decide(st, inv.option_costs(o, y0, st.cumulative), np.array([150.0, 50.0]), 0.05,
+                     y0, o.lifetime, pt)
+    assert new[:, 0].tolist() == [True, False] and not new[:, 1].any()
+    cost0 = 100.0 * 0.3 * 1e6
+    for year in range(y0, y0 + life):
+        e_y = e * (1 + 0.1 * (year - y0))  # emissions change: the adopted share keeps abating
+        pt_y = o.tonnes(e_y)
+        again = inv.decide(st, inv.option_costs(o, year, st.cumulative), 0.0, 0.05, year,
+                           o.lifetime, pt_y)
+        assert not again.any()
+        np.testing.assert_allclose(inv.locked_abatement(st, pt_y, year), [0.3 * e_y[0], 0.0])
+        np.testing.assert_allclose(inv.capital_cost(st, year), [cost0, 0.0])
+    end = y0 + life
+    np.testing.assert_array_equal(inv.locked_abatement(st, o.tonnes(e), end), [0.0, 0.0])
+    np.testing.assert_array_equal(inv.capital_cost(st, end), [0.0, 0.0])
+    assert inv.locked_abatement(st, pt, y0 - 1).sum() == 0
+    # after its lifetime the option can be replaced, again locked for a lifetime
+    renew = inv.decide(st, inv.option_costs(o, end, st.cumulative), 150.0, 0.05, end,
+                       o.lifetime, pt)
+    assert renew[:, 0].all()
+    np.testing.assert_allclose(inv.locked_abatement(st, pt, end + life - 1), 0.3 * e)
+    assert inv.locked_abatement(st, pt, end + life).sum() == 0
+
+
+def test_adoption_adds_to_cumulative_adoption_and_lowers_later_costs():
+    o = make_options([[300.0], [300.0]], [[0.2], [0.2]], kind=["capital"], learning_rate=[0.1],
+                     initial=[2e5])
+    st = inv.InvestmentState.new(o)
+    pt = o.tonnes(np.array([5e5, 5e5]))
+    before = inv.option_costs(o, 2030, st.cumulative)
+    inv.decide(st, before, np.array([400.0, 0.0]), 0.0, 2030, o.lifetime, pt)
+    assert st.cumulative[0] == pytest.approx(2e5 + 1e5)
+    after = inv.option_costs(o, 2031, st.cumulative)
+    np.testing.assert_allclose(after / before, 1.5 ** np.log2(0.9))
+
+
+# ---------------------------------------------------------------------------------- adoption rule
+def _npv_average(path, r, life):
+    p = list(path) + [path[-1]] * max(0, life - len(path))
+    w = [(1 + r) ** -k for k in range(life)]
+    return sum(pk * wk for pk, wk in zip(p[:life], w)) / sum(w)
+
+
+@pytest.mark.parametrize("horizon", [1, 4, 30])
+def test_adopts_iff_levelised_cost_below_discounted_average_price(horizon):
+    rng = np.random.default_rng(horizon)
+    n, k = 60, 4
+    life = np.array([5, 12, 0, 25])
+    o = make_options(rng.uniform(50, 400, (n, k)), rng.uniform(0.01, 0.2, (n, k)),
+                     kind=["capital", "capital", "operational", "capital"], lifetime=life)
+    r = rng.uniform(0.0, 0.15, n)
+    prices = np.cumsum(rng.uniform(-20, 40, (n, horizon)), axis=1) + 150
+    st = inv.InvestmentState.new(o)
+    costs = inv.option_costs(o, 2030, st.cumulative)
+    new = inv.decide(st, costs, prices, r, 2030, o.lifetime, o.tonnes(np.full(n, 1e5)))
+    for i in range(n):
+        for j in range(k):
+            want = life[j] > 0 and costs[i, j] < _npv_average(prices[i], r[i], life[j])
+            assert new[i, j] == want
+    assert new.any() and not new.all()
+    np.testing.assert_allclose(inv.pv_average(prices, r, life)[:, 1],
+                               [_npv_average(prices[i], r[i], 12) for i in range(n)])
+
+
+def test_adoption_is_monotone_in_the_expected_price():
+    rng = np.random.default_rng(3)
+    n, k = 200, 3
+    o = make_options(rng.uniform(0, 500, (n, k)), rng.uniform(0.01, 0.2, (n, k)),
+                     kind=["capital"] * k, lifetime=[8, 15, 20])
+    pt = o.tonnes(rng.uniform(3e4, 1e6, n))
+    path = rng.uniform(0, 300, (n, 10))
+    adopted = []
+    for scale in (0.0, 0.5, 1.0, 1.5, 3.0):
+        st = inv.InvestmentState.new(o)
+        adopted.append(inv.decide(st, o.cost, path * scale, 0.05, 2030, o.lifetime, pt))
+    for low, high in zip(adopted, adopted[1:]):
+        assert (high | ~low).all()  # low implies high
+    assert not adopted[0].any() and adopted[-1].sum() > adopted[1].sum()
+
+
+def test_eligibility_and_closing_firms():
+    o = make_options([[100.0]] * 3, [[0.2]] * 3, kind=["capital"], lifetime=[20])
+    pt = o.tonnes(np.full(3, 1e5))
+    st = inv.InvestmentState.new(o)
+    # price 150 pays over 20 years, not when the firm closes after 5 (prices 0 afterwards)
+    new = inv.decide(st, o.cost, 150.0, 0.05, 2030, o.lifetime, pt,
+                     eligible=np.array([True, True, False]),
+                     active_until=np.array([2060, 2034, 2060]))
+    assert new[:, 0].tolist() == [True, False, False]
+    assert inv.pv_average(150.0, 0.05, np.array([20]), n_firms=2).shape == (2, 1)
+
+
+# ---------------------------------------------------------------------------------- demography
+def test_demography_is_deterministic_per_seed(pop):
+    a, pa = inv.plan_demography(np.random.default_rng(9), pop, 2050)
+    b, pb = inv.plan_demography(np.random.default_rng(9), pop, 2050)
+    c, pc = inv.plan_demography(np.random.default_rng(10), pop, 2050)
+    for name in ("firm_id", "sector", "firm_type", "emissions", "output", "active_from",
+                 "active_until"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    for name in ("start", "abatement", "cost"):
+        assert np.array_equal(getattr(a.mac, name), getattr(b.mac, name))
+    assert np.array_equal(pa.deviation, pb.deviation)
+    assert np.array_equal(inv.demography(pa, 2040)[0], inv.demography(pb, 2040)[0])
+    assert not np.array_equal(pa.deviation[:pop.n], pc.deviation[:pop.n])
+    assert not np.array_equal(a.active_until[:pop.n], c.active_until[:pop.n])
+
+
+def test_retirements_and_entrants_change_the_active_set(pop, planned):
+    firms, plan = planned
+    n0 = pop.n
+    assert firms.n > n0 and firms.mac.n_firms == firms.n == firms.options.cost.shape[0]
+    assert len(set(firms.firm_id)) == firms.n
+    np.testing.assert_array_equal(firms.emissions[:n0], pop.emissions)
+    counts = {y: inv.demography(plan, y)[1] for y in (2024, 2030, 2040, 2050)}
+    assert counts[2024].sum() == n0  # base year: the incumbents, no entrant yet
+    small = firms.firm_type == "coal_le300"
+    share = demography_table().set_index("firm_type").loc["coal_le300", "retire_share"]
+    left = counts[2050][small].sum() / small.sum()
+    assert abs(left - (1 - share)) < 0.06
+    assert counts[2024][small].sum() > counts[2030][small].sum() > counts[2040][small].sum()
+    entrant = np.arange(firms.n) >= n0
+    assert (firms.active_from[entrant] > pop.base_year).all()
+    assert (firms.active_from[entrant] <= 2050).all()
+    for year in (2026, 2033):
+        act = counts.get(year, inv.demography(plan, year)[1])
+        np.testing.assert_array_equal(act[entrant], firms.active_from[entrant] <= year)
+    gas = firms.firm_type == "gas"
+    assert counts[2040][gas].sum() > counts[2024][gas].sum()
+    np.testing.assert_array_equal(inv.is_active(firms, 2040), counts[2040])
+    # coverage counts follow: firms above the threshold change over time
+    covered = [(firms.emissions * inv.demography(plan, y)[0] >= THRESHOLD).sum()
+               for y in (2024, 2035, 2050)]
+    assert len(set(covered)) == 3
+
+
+def test_output_multipliers_keep_group_totals_and_vanish_when_inactive(pop, planned):
+    firms, plan = planned
+    n0 = pop.n
+    key = pd.Series(firms.sector.astype(str)) + "|" + pd.Series(firms.firm_type.astype(str))
+    for year in (2024, 2031, 2050):
+        mult, active = inv.demography(plan, year)
+        assert (mult[~active] == 0).all() and (mult[active] > 0).all()
+        # incumbents: the emission-weighted mean of growth / norm is 1 per group (retired incl.)
+        growth = (1 + plan.deviation[:n0]) ** (year - pop.base_year)
+        w = pd.Series(pop.emissions * growth).groupby(key[:n0].to_numpy()).sum()
+        norm = w / pd.Series(pop.emissions).groupby(key[:n0].to_numpy()).sum()
+        np.testing.assert_allclose(mult[:n0][active[:n0]],
+                                   (growth / norm.loc[key[:n0]].to_numpy())[active[:n0]])
+        # groups without retirements keep their base-year total (the sector path)
+        kept = pd.Series(pop.emissions * mult[:n0]).groupby(key[:n0].to_numpy()).sum()
+        none_retired = pd.Series(~active[:n0]).groupby(key[:n0].to_numpy()).sum() == 0
+        base = pd.Series(pop.emissions).groupby(key[:n0].to_numpy()).sum()
+        np.testing.assert_allclose(kept[none_retired], base[none_retired], rtol=1e-9)
+    mult, active = inv.demography(plan, 2050)
+    assert mult[active].std() > 0.05  # firms grow at different rates
+
+
+def test_a_table_without_rates_changes_nothing(pop):
+    zero = demography_table().assign(growth_sigma=0.0, retire_share=0.0, entry_rate=0.0)
+    firms, plan = inv.plan_demography(np.random.default_rng(1), pop, 2060, table=zero)
+    assert firms.n == pop.n
+    for year in (2024, 2040, 2060):
+        mult, active = inv.demography(plan, year)
+        assert active.all() and np.allclose(mult, 1.0)
