@@ -11,7 +11,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 \
 SCENARIO ?= experiments/scenarios/baseline.toml
 OUT ?= results/baseline
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean viz
 
 $(BIN)/cets: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "error: no Python >= 3.12 found (PATH or pyenv); set PYTHON=/path/to/python3.12" >&2; exit 1; fi
@@ -31,6 +31,16 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+# the browser page on 127.0.0.1 (port printed; e.g. make viz VIZ_ARGS="--port 9000")
+viz: install
+	$(BIN)/cets viz $(VIZ_ARGS)
+
+# every figure of results/figures/ (PNG, SVG and its data as CSV) from the experiments' results in
+# results/sweeps/, running the sweeps that are missing (all cores; e.g. FIGURES_ARGS="--workers 4")
+.PHONY: figures
+figures: install
+	$(BIN)/cets figures --experiments experiments --results results/sweeps --out results/figures $(FIGURES_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
