@@ -4,8 +4,11 @@ Pure, vectorised building blocks (numpy only, no Mesa, no loop over firms) that 
 :class:`model.model.CarbonMarket` calls. Prices are in yuan/t CO2, quantities in t CO2 (per year
 where they are flows), costs in yuan.
 
-**Technology options** (:class:`model.population.TechOptions`, one column per row of
-``model/data/technologies.csv``, drawn per firm by :func:`model.population.synthetic_firms`):
+**Technology options** (:class:`model.population.TechOptions`, the rows of
+``model/data/technologies.csv`` drawn per firm by :func:`model.population.synthetic_firms`, in a
+compact layout: per firm one slot per option of its sector, ``TechOptions.option`` mapping the
+slots to table rows, so per-firm matrices are ``(n_firms, k)`` with ``k`` the most options of a
+sector and per-option vectors are ``(n_options,)``):
 
 * *operational* options are chosen each year: they make the yearly MAC curve that the market
   clears (:func:`operational_curves`);
@@ -56,7 +59,7 @@ NEVER = 9999
 # ---------------------------------------------------------------------------------- costs
 def option_costs(options: TechOptions, year: int, cumulative_adoption: np.ndarray, *,
                  learning: bool = True) -> np.ndarray:
-    """Each firm's cost of each option in ``year`` with learning and time decline.
+    """Each firm's cost of each of its options in ``year`` with learning and time decline.
 
     Args:
         options: The firms' options (costs in ``options.base_year``).
@@ -66,17 +69,18 @@ def option_costs(options: TechOptions, year: int, cumulative_adoption: np.ndarra
         learning: False keeps the base-year costs (only availability applies).
 
     Returns:
-        Shape ``(n_firms, n_options)``, yuan/t; ``+inf`` where ``year < first_year``.
+        Shape ``(n_firms, k)`` (the slots of ``options.option``), yuan/t; ``+inf`` where
+        ``year < first_year`` and in padding slots.
     """
-    factor = np.ones(options.name.size)
+    factor = np.ones(options.n_options)
     if learning:
         c0 = options.initial_deployment
         cum = np.asarray(cumulative_adoption, dtype=np.float64)
         ratio = np.where(c0 > 0, np.maximum(cum, c0) / np.where(c0 > 0, c0, 1.0), 1.0)
         factor = ratio ** np.log2(1.0 - options.learning_rate)
         factor *= (1.0 - options.cost_decline) ** max(0, year - options.base_year)
-    available = year >= options.first_year
-    return np.where(available, options.cost * factor, np.inf)
+    available = options.per_slot(year >= options.first_year, False)
+    return np.where(available, options.cost * options.per_slot(factor, 1.0), np.inf)
 
 
 def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
@@ -91,7 +95,7 @@ def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
             shares of them).
         year: The year.
         cumulative_adoption: As in :func:`option_costs`.
-        state: The investment state (needed with ``include_capital``).
+        state: The investment state of the same firms (needed with ``include_capital``).
         include_capital: Also put the capital options that are not adopted (locked in) this year
             in the curve, as one-year options at their levelised cost.
         learning: As in :func:`option_costs`.
@@ -104,26 +108,72 @@ def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
     cost = (option_costs(options, year, cumulative_adoption, learning=learning)
             if costs is None else np.asarray(costs, dtype=np.float64))
     pot = options.tonnes(emissions)
-    include = ~options.capital[None, :]
+    capital = options.per_slot(options.capital, False)
+    include = ~capital
     if include_capital:
         if state is None:
             raise ValueError("include_capital needs the investment state")
-        include = include | (options.capital & ~state.active(year))
-    use = include & (pot > 0) & np.isfinite(cost)
-    # Compact each firm's usable options into the first columns (as many as the firm with most
-    # usable options needs); unused slots get zero potential at the firm's cheapest cost.
-    n = use.shape[0]
-    k = max(1, int(use.sum(axis=1).max(initial=0)))
-    rows, cols = np.nonzero(use)  # row-major: each firm's usable options in column order
-    count = use.sum(axis=1)
-    slot = np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
-    c = np.full((n, k), np.inf)
-    p = np.zeros((n, k))
-    c[rows, slot] = cost[rows, cols]
-    p[rows, slot] = pot[rows, cols]
-    cheapest = c.min(axis=1)
-    c = np.where(np.isfinite(c), c, np.where(np.isfinite(cheapest), cheapest, 0.0)[:, None])
-    return MACCurves.from_options(p, c)
+        include |= capital & ~state.active(year)
+    return _step_curves(cost, pot, include & (pot > 0) & np.isfinite(cost))
+
+
+def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MACCurves:
+    """The step curves of each firm's usable slots (``use``), as ``MACCurves.from_options``
+    gives them after compacting each firm's usable slots into the first columns (in slot order)
+    and padding to the most any firm uses with zero-width options at the firm's cheapest cost.
+
+    Built with whole-column operations over the few slots (numpy's sorts of many short rows are
+    slow): an option's place is the number of usable options before it in a stable sort by cost
+    (the cheaper ones, the equally cheap ones in earlier slots), after the padding if it is
+    dearer than the cheapest. A firm without usable options gets the zero curve.
+    """
+    n, slots = use.shape
+    use_t = use.T.copy()  # one contiguous row per slot
+    c = np.where(use_t, cost.T, np.inf)
+    count = np.zeros(n, dtype=np.int64)
+    for j in range(slots):
+        count += use_t[j]
+    k = max(1, int(count.max(initial=0)))
+    cheapest = _slot_reduce(np.minimum, c.T, np.inf)
+    fill = np.where(np.isfinite(cheapest), cheapest, 0.0)
+    pad = k - count
+    c_sorted = np.repeat(fill, k)
+    q = np.zeros(n * k)
+    base = np.arange(n) * k
+    used = [j for j in range(slots) if use_t[j].any()]  # slots no firm uses change nothing
+    for j in used:
+        place = base + np.where(c[j] > cheapest, pad, 0)
+        for i in used:
+            if i != j:
+                place += (c[i] <= c[j]) if i < j else (c[i] < c[j])
+        rows = np.flatnonzero(use_t[j])
+        place = place[rows]
+        c_sorted[place] = c[j, rows]
+        q[place] = potential[rows, j]
+    c_sorted, q = c_sorted.reshape(n, k), q.reshape(n, k)
+    for j in range(1, k):  # cumulative abatement, as a cumsum
+        q[:, j] += q[:, j - 1]
+    a_pts = np.empty((n, 2 * k))
+    a_pts[:, 0] = 0.0
+    a_pts[:, 2::2] = q[:, :-1]
+    a_pts[:, 1::2] = q
+    c_pts = np.empty((n, 2 * k))
+    c_pts[:, 0::2] = c_sorted
+    c_pts[:, 1::2] = c_sorted
+    return MACCurves(start=np.arange(n + 1, dtype=np.int64) * (2 * k), abatement=a_pts.ravel(),
+                     cost=c_pts.ravel())
+
+
+def _slot_reduce(ufunc: np.ufunc, x: np.ndarray, initial=0.0) -> np.ndarray:
+    """``ufunc`` over the slots (axis 1) of a ``(n_firms, k)`` matrix, one slot after the other
+    (for sums: in slot order). numpy's reductions along a short last axis are many times slower
+    than these few whole-column operations."""
+    if x.shape[1] == 0:
+        return np.full(x.shape[0], initial, dtype=x.dtype)
+    out = x[:, 0].copy()
+    for j in range(1, x.shape[1]):
+        ufunc(out, x[:, j], out=out)
+    return out
 
 
 # ---------------------------------------------------------------------------------- investment
@@ -132,33 +182,58 @@ class InvestmentState:
     """Adopted capital options of every firm and the cumulative adoption of every option.
 
     An option adopted in year ``y`` with lifetime ``L`` abates in years ``y .. y + L - 1``.
+    Per-firm matrices are in the slot layout of :class:`TechOptions` (``option``);
+    :attr:`adopted_from`, :attr:`adopted_until` and :attr:`annual_cost` give them with one column
+    per option.
 
     Attributes:
-        adopted_from: Shape ``(n_firms, n_options)``, year of the current adoption, 0 = never.
-        adopted_until: Same shape, first year without the option (``y + L``); 0 = not adopted.
-        annual_cost: Same shape, the yearly capital charge fixed at adoption (levelised cost x
-            the potential in the adoption year), yuan/yr.
+        option: Shape ``(n_firms, k)``, the option (table row) of each slot, -1 for padding.
+        slot_from: Same shape, year of the current adoption, 0 = never.
+        slot_until: Same shape, first year without the option (``y + L``); 0 = not adopted.
+        slot_cost: Same shape, the yearly capital charge fixed at adoption (levelised cost x the
+            potential in the adoption year), yuan/yr.
         cumulative: Shape ``(n_options,)``, t CO2/yr: ``initial_deployment`` plus the potential
             of every adoption so far (replacements after a lifetime count again).
     """
 
-    adopted_from: np.ndarray
-    adopted_until: np.ndarray
-    annual_cost: np.ndarray
+    option: np.ndarray
+    slot_from: np.ndarray
+    slot_until: np.ndarray
+    slot_cost: np.ndarray
     cumulative: np.ndarray
 
     @classmethod
     def new(cls, options: TechOptions) -> InvestmentState:
         """Nothing adopted; cumulative adoption at the options' initial deployment."""
         shape = options.cost.shape
-        return cls(adopted_from=np.zeros(shape, dtype=np.int64),
-                   adopted_until=np.zeros(shape, dtype=np.int64),
-                   annual_cost=np.zeros(shape),
+        return cls(option=options.option, slot_from=np.zeros(shape, dtype=np.int64),
+                   slot_until=np.zeros(shape, dtype=np.int64), slot_cost=np.zeros(shape),
                    cumulative=options.initial_deployment.astype(np.float64).copy())
 
     def active(self, year: int) -> np.ndarray:
-        """Options adopted and within their lifetime in ``year``, shape ``(n_firms, n_options)``."""
-        return (self.adopted_from <= year) & (year < self.adopted_until)
+        """Slots adopted and within their lifetime in ``year``, shape ``(n_firms, k)``."""
+        return (self.slot_from <= year) & (year < self.slot_until)
+
+    def _dense(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.option.shape[0], self.cumulative.size), dtype=values.dtype)
+        firm, j = np.nonzero(self.option >= 0)
+        out[firm, self.option[firm, j]] = values[firm, j]
+        return out
+
+    @property
+    def adopted_from(self) -> np.ndarray:
+        """Year of the current adoption per firm and option, ``(n_firms, n_options)``, 0 = never."""
+        return self._dense(self.slot_from)
+
+    @property
+    def adopted_until(self) -> np.ndarray:
+        """First year without the option per firm and option; 0 = not adopted."""
+        return self._dense(self.slot_until)
+
+    @property
+    def annual_cost(self) -> np.ndarray:
+        """The yearly capital charge per firm and option, yuan/yr."""
+        return self._dense(self.slot_cost)
 
 
 def pv_average(expected_prices: np.ndarray | float, discount_rate: np.ndarray | float,
@@ -172,23 +247,54 @@ def pv_average(expected_prices: np.ndarray | float, discount_rate: np.ndarray | 
         expected_prices: yuan/t; shape ``(n_firms, horizon)`` with column ``k`` the price
             expected for ``year + k``, or ``(n_firms,)`` / a scalar for a flat path.
         discount_rate: 1/yr, a scalar or one per firm.
-        lifetime: Shape ``(n_options,)``, years; options with lifetime 0 get ``-inf``.
+        lifetime: Years; shape ``(n_options,)`` (the same for every firm) or ``(n_firms, k)``
+            (per firm and slot); lifetime 0 gets ``-inf``.
         n_firms: Number of firms when ``expected_prices`` is a scalar.
 
     Returns:
-        Shape ``(n_firms, n_options)``, yuan/t.
+        Shape ``(n_firms, n_options)`` or ``(n_firms, k)``, yuan/t.
     """
     lifetime = np.asarray(lifetime, dtype=np.int64)
     if np.ndim(expected_prices) < 2:  # a flat path: the average is the price itself
         p = _price_path(expected_prices, n_firms, 1)
         return np.where(lifetime > 0, p, -np.inf)
     horizon = max(1, int(lifetime.max(initial=0)))
-    p = _price_path(expected_prices, n_firms, horizon)
+    return _pv_average(_price_path(expected_prices, n_firms, horizon), discount_rate, lifetime)
+
+
+def _pv_average(p: np.ndarray, discount_rate: np.ndarray | float, lifetime: np.ndarray,
+                alive: np.ndarray | None = None, path: np.ndarray | None = None) -> np.ndarray:
+    """:func:`pv_average` of the price paths ``p`` (``(n_paths, >= max lifetime)``).
+
+    Args:
+        p: The paths; firm ``i`` expects ``p[path[i]]`` (default: ``p[i]``).
+        discount_rate: A scalar or one per firm.
+        lifetime: ``(n_options,)`` or ``(n_firms, k)``.
+        alive: Years per firm from the first (None: all): prices after them count as 0.
+        path: Each firm's path, shape ``(n_firms,)``; firms that share a path (an expectation
+            rule) share its sums.
+
+    The sums run along a path one year after the other (as a cumsum does), so that stopping
+    after ``alive`` years gives exactly the sum over the path with zeros afterwards.
+    """
+    length = np.maximum(lifetime, 1)
+    longest = int(length.max(initial=1))
     r = np.asarray(discount_rate, dtype=np.float64)
+    if r.ndim >= 1 and path is not None:  # weights per firm: one path per firm
+        p, path = p[path], None
     r = r[:, None] if r.ndim == 1 else r
-    w = np.broadcast_to((1.0 + r) ** -np.arange(horizon, dtype=np.float64), p.shape)
-    avg = np.cumsum(p * w, axis=1) / np.cumsum(w, axis=1)
-    out = avg[:, np.maximum(lifetime, 1) - 1]
+    w = (1.0 + r) ** -np.arange(longest, dtype=np.float64)
+    pw = p[:, :longest] * w
+    running = np.empty((longest, p.shape[0]))  # running[h, q]: path q's first h + 1 years
+    running[0] = pw[:, 0]
+    for h in range(1, longest):
+        np.add(running[h - 1], pw[:, h], out=running[h])
+    firm = np.arange(p.shape[0] if path is None else np.size(path))[:, None]
+    row = firm if path is None else np.asarray(path)[:, None]
+    top = length if alive is None else np.minimum(length, np.asarray(alive)[:, None])
+    num = np.where(top > 0, running[np.maximum(top, 1) - 1, row], 0.0)
+    den = np.cumsum(w, axis=-1)
+    out = num / (den[length - 1] if den.ndim == 1 else den[firm, length - 1])
     return np.where(lifetime > 0, out, -np.inf)
 
 
@@ -206,7 +312,7 @@ def _price_path(expected_prices: np.ndarray | float, n_firms: int | None,
 def decide(state: InvestmentState, costs: np.ndarray, expected_prices: np.ndarray | float,
            discount_rate: np.ndarray | float, year: int, lifetime: np.ndarray,
            potential_t: np.ndarray, *, eligible: np.ndarray | None = None,
-           active_until: np.ndarray | None = None) -> np.ndarray:
+           active_until: np.ndarray | None = None, path: np.ndarray | None = None) -> np.ndarray:
     """Firms adopt the capital options that pay at their expected prices; updates ``state``.
 
     A firm adopts an available capital option (finite cost, positive potential, not in use) iff
@@ -217,47 +323,62 @@ def decide(state: InvestmentState, costs: np.ndarray, expected_prices: np.ndarra
 
     Args:
         state: Updated in place.
-        costs: Shape ``(n_firms, n_options)``, this year's costs (:func:`option_costs`), yuan/t.
+        costs: Shape ``(n_firms, k)``, this year's costs (:func:`option_costs`), yuan/t.
         expected_prices: The firms' expected price paths from ``year`` on (see
             :func:`pv_average`), yuan/t.
         discount_rate: 1/yr, a scalar or one per firm.
         year: The year of the decision (the first year the option abates).
         lifetime: Shape ``(n_options,)``, years; 0 marks operational options (never adopted).
-        potential_t: Shape ``(n_firms, n_options)``, t/yr each option would abate this year.
+        potential_t: Shape ``(n_firms, k)``, t/yr each slot's option would abate this year.
         eligible: Shape ``(n_firms,)``, firms that may invest (e.g. the covered ones); default all.
         active_until: Shape ``(n_firms,)``, each firm's last year; expected prices after it count
             as 0 (a firm that closes earlier recovers less of the investment). Default: never.
+        path: Shape ``(n_firms,)``, each firm's row of ``expected_prices``, which then holds the
+            distinct paths ``(n_paths, horizon)`` (firms with one expectation rule share one, and
+            its discounted sums are computed once). Default: row ``i`` for firm ``i``.
 
     Returns:
-        The options adopted now, boolean ``(n_firms, n_options)``.
+        The slots adopted now, boolean ``(n_firms, k)``.
     """
     costs = np.asarray(costs, dtype=np.float64)
     lifetime = np.asarray(lifetime, dtype=np.int64)
+    life = np.append(lifetime, 0)[state.option]  # per slot; padding: never adopted
     n = costs.shape[0]
-    cand = (lifetime > 0)[None, :] & np.isfinite(costs) & (potential_t > 0) & ~state.active(year)
+    cand = (life > 0) & (potential_t > 0) & np.isfinite(costs) & ~state.active(year)
+    choice = _slot_reduce(np.logical_or, cand, False)  # firms with something to decide
     if eligible is not None:
-        cand &= np.asarray(eligible, dtype=bool)[:, None]
-    if not cand.any():
-        return cand
-    rows = np.flatnonzero(cand.any(axis=1))  # only firms with something to decide
+        choice &= np.asarray(eligible, dtype=bool)
+    rows = np.flatnonzero(choice)
+    new = np.zeros_like(cand)
+    if rows.size == 0:
+        return new
 
     def sub(x):
         x = np.asarray(x, dtype=np.float64)
-        return x[rows] if x.ndim >= 1 and x.shape[0] == n else x
+        return np.take(x, rows, axis=0) if x.ndim >= 1 and x.shape[0] == n else x
 
-    prices, rate = sub(expected_prices), sub(discount_rate)
-    if active_until is not None:
-        prices = _price_path(prices, rows.size, max(1, int(lifetime.max())))
-        years = year + np.arange(prices.shape[1])
-        prices = np.where(years[None, :] <= np.asarray(active_until)[rows, None], prices, 0.0)
-    avg = pv_average(prices, rate, lifetime, n_firms=rows.size)
-    new = np.zeros_like(cand)
-    new[rows] = cand[rows] & (costs[rows] < np.broadcast_to(avg, (rows.size, costs.shape[1])))
-    until = np.broadcast_to(year + lifetime[None, :], costs.shape)
-    state.adopted_from[new] = year
-    state.adopted_until[new] = until[new]
-    state.annual_cost[new] = costs[new] * potential_t[new]
-    state.cumulative += np.where(new, potential_t, 0.0).sum(axis=0)
+    rate, life_rows = sub(discount_rate), np.take(life, rows, axis=0)
+    prices, which = sub(expected_prices), None
+    if path is not None:
+        prices, which = np.asarray(expected_prices, dtype=np.float64), np.asarray(path)[rows]
+    if active_until is None and which is None and prices.ndim < 2:
+        avg = pv_average(prices, rate, life_rows, n_firms=rows.size)
+    else:  # with active_until, prices count until the firm closes (0 afterwards)
+        horizon = max(1, int(lifetime.max(initial=0)))
+        alive = (None if active_until is None
+                 else np.clip(np.asarray(active_until)[rows] - year + 1, 0, horizon))
+        prices = _price_path(prices, rows.size if which is None else None, horizon)
+        avg = _pv_average(prices, rate, life_rows, alive, which)
+    adopt = np.take(cand, rows, axis=0) & (np.take(costs, rows, axis=0) < avg)
+    i, j = np.nonzero(adopt)  # row-major: by firm, then slot
+    i = rows[i]
+    new[i, j] = True
+    pot = potential_t[i, j]
+    state.slot_from[i, j] = year
+    state.slot_until[i, j] = year + life[i, j]
+    state.slot_cost[i, j] = costs[i, j] * pot
+    state.cumulative += np.bincount(state.option[i, j], weights=pot,
+                                    minlength=state.cumulative.size)
     return new
 
 
@@ -267,7 +388,7 @@ def locked_abatement(state: InvestmentState, potential_t: np.ndarray, year: int)
     Emissions after lock-in are ``unabated - locked = unabated x (1 - sum of adopted shares)``
     with ``potential_t = TechOptions.tonnes(unabated)`` of this year.
     """
-    return np.where(state.active(year), potential_t, 0.0).sum(axis=1)
+    return _slot_reduce(np.add, np.where(state.active(year), potential_t, 0.0))
 
 
 def capital_cost(state: InvestmentState, year: int) -> np.ndarray:
@@ -275,7 +396,7 @@ def capital_cost(state: InvestmentState, year: int) -> np.ndarray:
 
     The charge runs for the whole lifetime, also after the firm closes (a stranded investment).
     """
-    return np.where(state.active(year), state.annual_cost, 0.0).sum(axis=1)
+    return _slot_reduce(np.add, np.where(state.active(year), state.slot_cost, 0.0))
 
 
 # ---------------------------------------------------------------------------------- demography
@@ -299,6 +420,9 @@ class Demography:
     deviation: np.ndarray
     group: np.ndarray
     weight: np.ndarray
+    _years: dict[int, tuple[np.ndarray, np.ndarray]] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    """:func:`demography` by year (the plan is fixed; a run asks for each year twice)."""
 
 
 def is_active(firms: Firms, year: int) -> np.ndarray:
@@ -341,9 +465,7 @@ def plan_demography(rng: np.random.Generator, firms: Firms, end_year: int, *,
     """
     tab = demography_table() if table is None else table
     base, n = firms.base_year, firms.n
-    keys = np.char.add(np.char.add(firms.sector.astype(str), "|"), firms.firm_type.astype(str))
-    groups, g = np.unique(keys, return_inverse=True)
-    g = g.astype(np.int64)
+    groups, g = _group_keys(firms)
     tab_keys = tab["sector"].astype(str) + "|" + tab["firm_type"].astype(str)
     row = pd.Index(tab_keys).get_indexer(groups)
     has = row >= 0
@@ -387,6 +509,21 @@ def plan_demography(rng: np.random.Generator, firms: Firms, end_year: int, *,
     return planned, plan
 
 
+def _group_keys(firms: Firms) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted unique ``"sector|firm_type"`` keys and each firm's index into them (as
+    ``np.unique`` of the keys gives them; the strings are built for the few groups only)."""
+    s_code, s_names = pd.factorize(firms.sector)
+    t_code, t_names = pd.factorize(firms.firm_type)
+    pairs, index = np.unique(s_code.astype(np.int64) * max(len(t_names), 1) + t_code,
+                             return_inverse=True)
+    keys = np.array([f"{s_names[p // len(t_names)]}|{t_names[p % len(t_names)]}"
+                     for p in pairs.tolist()], dtype=str)
+    order = np.argsort(keys, kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return keys[order], rank[index.reshape(-1)]
+
+
 def demography(plan: Demography, year: int) -> tuple[np.ndarray, np.ndarray]:
     """Each firm's output multiplier on top of its sector path in ``year``, and the active mask.
 
@@ -396,15 +533,24 @@ def demography(plan: Demography, year: int) -> tuple[np.ndarray, np.ndarray]:
     (emissions >= threshold) drops them. Multiply output and unabated emissions by it.
 
     Returns:
-        ``(multiplier, active)``, shape ``(n_firms,)`` each.
+        ``(multiplier, active)``, shape ``(n_firms,)`` each (read-only).
     """
+    hit = plan._years.get(year)
+    if hit is not None:
+        return hit
     growth = (1.0 + plan.deviation) ** (year - plan.base_year)
     m = int(plan.group.max(initial=-1)) + 1
     num = np.bincount(plan.group, weights=plan.weight * growth, minlength=m)
     den = np.bincount(plan.group, weights=plan.weight, minlength=m)
     norm = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
     active = (plan.active_from <= year) & (year <= plan.active_until)
-    return np.where(active, growth / norm[plan.group], 0.0), active
+    out = np.where(active, growth / norm[plan.group], 0.0), active
+    for a in out:
+        a.flags.writeable = False
+    if len(plan._years) > 256:
+        plan._years.clear()
+    plan._years[year] = out
+    return out
 
 
 def _entrants(firms: Firms, template: np.ndarray, size: np.ndarray,
@@ -441,7 +587,8 @@ def _append(a: Firms, b: Firms, active_from: np.ndarray, active_until: np.ndarra
     options = None
     if a.options is not None and b.options is not None:
         options = dataclasses.replace(a.options, cost=cat((a.options.cost, b.options.cost)),
-                                      potential=cat((a.options.potential, b.options.potential)))
+                                      potential=cat((a.options.potential, b.options.potential)),
+                                      option=cat((a.options.option, b.options.option)))
     return dataclasses.replace(
         a, firm_id=cat((a.firm_id, b.firm_id)), sector=cat((a.sector, b.sector)),
         firm_type=cat((a.firm_type, b.firm_type)), emissions=cat((a.emissions, b.emissions)),

@@ -26,6 +26,7 @@ import numpy as np
 from model import investment, policy
 from model.agents import Firm
 from model.expectations import PERFECT, Expectations
+from model.frictions import clear_with_frictions, participation_types
 from model.intertemporal import YearMarket, hotelling_path
 from model.ledger import Ledger, YearRecord
 from model.mac import Knots, MACCurves
@@ -108,8 +109,13 @@ class CarbonMarket(mesa.Model):
         self.state: dict[str, np.ndarray] = {k: np.zeros(firms.n) for k in (
             "covered", "output", "emissions", "abatement", "allocation", "cea_bought",
             "ccer_used", "banked", "mac", "total_cost")}
+        fr = scenario.frictions
+        self.participation = None  # participation types, drawn only when frictions are set
+        if fr.transaction_cost > 0 or fr.own_surplus_share > 0 or fr.no_trade_share > 0:
+            self.participation = participation_types(self.rng, self.firms.n,
+                                                     fr.own_surplus_share, fr.no_trade_share)
         if agents:
-            for i in range(firms.n):
+            for i in range(self.firms.n):
                 Firm(self, i)
         self.datacollector = mesa.DataCollector(
             model_reporters={k: (lambda m, k=k: m.history[-1][k] if m.history else 0.0)
@@ -161,12 +167,18 @@ class CarbonMarket(mesa.Model):
         free = free + np.where(grand, e, 0.0)
         costs = None
         if self.dynamic:
-            state = investment.InvestmentState.new(f.options) if projection else self.investment
-            costs = investment.option_costs(f.options, year, state.cumulative,
-                                            learning=sc.investment.learning)
-            curves = investment.operational_curves(
-                f.options.take(mkt), e[mkt], year, state.cumulative, costs=costs[mkt],
-                include_capital=projection, state=_take_state(state, mkt))
+            options, learning = f.options.take(mkt), sc.investment.learning
+            if projection:  # from nothing adopted, for the market's firms only
+                state = investment.InvestmentState.new(options)
+                curves = investment.operational_curves(
+                    options, e[mkt], year, state.cumulative, learning=learning,
+                    include_capital=True, state=state)
+            else:  # operational options only: no state needed; _invest uses the costs
+                costs = investment.option_costs(f.options, year, self.investment.cumulative,
+                                                learning=learning)
+                curves = investment.operational_curves(
+                    options, e[mkt], year, self.investment.cumulative,
+                    costs=costs.take(np.flatnonzero(mkt), axis=0))
         else:
             curves = f.mac.select(mkt).scaled(em_factor[mkt])
         return YearInputs(year, output, e, cov, grand, mkt, free, auctioned, curves,
@@ -177,19 +189,27 @@ class CarbonMarket(mesa.Model):
 
         Returns the abatement locked in by capital options this year, t per firm.
         """
-        sc, f, year = self.config, self.firms, x.year
+        sc, f, year, ex = self.config, self.firms, x.year, self.expectations
         horizon = max(1, int(f.options.lifetime.max(initial=1)))
-        expected = np.repeat(self.expectations.next_price(year)[:, None], horizon, axis=1)
-        if self.expectations.needs_path:
-            path = [self.expectations.path.get(year + k) for k in range(horizon)]
-            last = next(p for p in reversed([self.expectations.path.get(year, 0.0), *path])
-                        if p is not None)
-            row = np.array([last if p is None else p for p in path])
-            expected[self.expectations.rule == PERFECT] = row
+        # The distinct expected price paths and each firm's path (firms sharing one share its
+        # sums): flat at the expected price, one per rule (myopic, adaptive), and the
+        # perfect-foresight path.
+        expected, path = ex.next_price(year), ex.rule.astype(np.intp)
+        flat = np.zeros(int(path.max(initial=0)) + 1)
+        flat[path] = expected
+        if not np.array_equal(flat[path], expected):  # firms of a rule expect different prices
+            flat, path = np.unique(expected, return_inverse=True)
+        paths = np.repeat(flat[:, None], horizon, axis=1)
+        if ex.needs_path:
+            future = [ex.path.get(year + k) for k in range(horizon)]
+            last = next(p for p in reversed([ex.path.get(year, 0.0), *future]) if p is not None)
+            row = np.array([last if p is None else p for p in future])
+            path = np.where(ex.rule == PERFECT, flat.size, path)
+            paths = np.vstack((paths, row))
         potential = f.options.tonnes(x.emissions)
-        investment.decide(self.investment, x.costs, expected, sc.expectations.discount_rate,
+        investment.decide(self.investment, x.costs, paths, sc.expectations.discount_rate,
                           year, f.options.lifetime, potential, eligible=x.market,
-                          active_until=f.active_until)
+                          active_until=f.active_until, path=path)
         return investment.locked_abatement(self.investment, potential, year)
 
     def _project(self) -> tuple[dict[int, float], dict[int, float]]:
@@ -255,7 +275,18 @@ class CarbonMarket(mesa.Model):
         eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
         extra: dict[str, float] = {}
         banked_m = np.zeros(int(mkt.sum()))
-        if sc.market.trading:
+        if sc.market.trading and self.participation is not None:
+            # Frictions: restricted participants and a transaction cost (no banking demand:
+            # firms bank only what they leave unsold).
+            eq, pos = clear_with_frictions(curves, e_m, h_m, ccer, limit, bounds,
+                                           self.participation[mkt], sc.frictions.transaction_cost,
+                                           auctioned=auctioned, penalty=penalty)
+            auction_unsold = eq.auction_unsold
+            eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
+            cea_price, ccer_price = eq.cea_price, eq.ccer_price
+            reserve, withheld = eq.reserve_sales, eq.withheld
+            extra["transaction_costs"] = eq.transaction_costs
+        elif sc.market.trading:
             if banking is not None:
                 banked_m = firm_banking(threshold, capacity, borrow, eq) + planned
             pos = positions(curves, e_m, h_m, eq, penalty, banked=banked_m)
@@ -333,6 +364,8 @@ class CarbonMarket(mesa.Model):
             "limit_binds": bool(eq.limit_binds and sc.market.trading), "total_cost": total,
             "resource_cost": resource,
         }
+        if "transaction_costs" in extra:
+            row["transaction_costs"] = extra["transaction_costs"]
         if "total_cost_with_trading" in extra:
             row["total_cost_with_trading"] = extra["total_cost_with_trading"]
             row["resource_cost_with_trading"] = extra["resource_cost_with_trading"]
@@ -364,7 +397,7 @@ class YearInputs:
     auctioned: float
     curves: MACCurves  # MAC curves of the market's firms
     offsets: Knots
-    costs: np.ndarray | None = None  # this year's option costs (with investment), yuan/t
+    costs: np.ndarray | None = None  # this year's option costs (investment, not projection)
 
 
 def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:
@@ -376,16 +409,6 @@ def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:
     p = np.array([potential.get(s, 1.0) for s in firms.sector])
     options = None if firms.options is None else firms.options.scaled(c, p)
     return dataclasses.replace(firms, mac=firms.mac.cost_scaled(c).scaled(p), options=options)
-
-
-def _take_state(state: investment.InvestmentState | None,
-                which: np.ndarray) -> investment.InvestmentState | None:
-    """The investment state of a subset of firms (for their yearly curves)."""
-    if state is None:
-        return None
-    return dataclasses.replace(state, adopted_from=state.adopted_from[which],
-                               adopted_until=state.adopted_until[which],
-                               annual_cost=state.annual_cost[which])
 
 
 def _resource_cost(pos: Positions, ccer: Knots, ccer_price: float) -> float:

@@ -91,12 +91,17 @@ def default_firm_types() -> dict[str, str]:
 # ---------------------------------------------------------------------------------- firms
 @dataclass(frozen=True)
 class TechOptions:
-    """Each firm's technology options as drawn, one column per row of ``technologies.csv``.
+    """Each firm's technology options as drawn, in a compact layout of ``k`` slots per firm.
 
-    Options of other sectors have potential 0 for a firm. ``MACCurves.from_options(
-    potential * emissions[:, None], cost)`` is the firm's step MAC curve of all options (the
-    ``Firms.mac`` of the synthetic population). The dynamics (learning, time decline, later
-    options, lock-in) are in :mod:`model.investment`.
+    Slot ``j`` of firm ``i`` holds option ``option[i, j]`` (a row of ``technologies.csv``), or
+    nothing when ``option[i, j] == -1`` (padding: a sector with fewer than ``k`` options). A
+    firm's options fill its first slots in table order; ``k`` is the largest number of options of
+    one sector, so the per-year work is proportional to the options firms really have. The
+    per-option attributes (``name`` ... ``initial_deployment``) have one entry per table row;
+    :meth:`per_slot` maps them onto the slots and :meth:`dense` spreads a slot matrix out to one
+    column per table row. ``MACCurves.from_options(tonnes(emissions), cost)`` is the firm's step
+    MAC curve of all options (the ``Firms.mac`` of the synthetic population). The dynamics
+    (learning, time decline, later options, lock-in) are in :mod:`model.investment`.
 
     Attributes:
         name: Option names, shape ``(n_options,)``.
@@ -108,10 +113,13 @@ class TechOptions:
         first_year: First year the option can be used.
         initial_deployment: Abatement by the option nationally in ``base_year``, t CO2/yr: the
             cumulative adoption that learning starts from.
-        cost: Shape ``(n_firms, n_options)``, yuan/t in ``base_year`` (for capital options the
-            levelised cost: annualised investment and running cost per tonne abated).
-        potential: Shape ``(n_firms, n_options)``, share of the firm's unabated emissions.
+        cost: Shape ``(n_firms, k)``, yuan/t in ``base_year`` (for capital options the levelised
+            cost: annualised investment and running cost per tonne abated). Padding slots are
+            ignored (the draw gives them the firm's cheapest cost, a zero-width curve point).
+        potential: Shape ``(n_firms, k)``, share of the firm's unabated emissions; 0 in padding.
         base_year: The year the costs refer to.
+        option: Shape ``(n_firms, k)``, int, the table row of each slot, -1 for padding. Default:
+            slot ``j`` is row ``j`` for every firm (``cost`` has one column per table row).
     """
 
     name: np.ndarray
@@ -125,6 +133,14 @@ class TechOptions:
     cost: np.ndarray
     potential: np.ndarray
     base_year: int
+    option: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.option is None:
+            object.__setattr__(self, "option", np.broadcast_to(
+                np.arange(self.cost.shape[1], dtype=np.int64), self.cost.shape))
+        if not self.cost.shape == self.potential.shape == self.option.shape:
+            raise ValueError("cost, potential and option must have the same shape")
 
     @property
     def n_firms(self) -> int:
@@ -132,18 +148,39 @@ class TechOptions:
         return int(self.cost.shape[0])
 
     @property
+    def n_options(self) -> int:
+        """Number of options (rows of the technology table)."""
+        return int(self.name.size)
+
+    @property
     def capital(self) -> np.ndarray:
         """Boolean mask of the capital options, shape ``(n_options,)``."""
         return self.kind == "capital"
 
+    def per_slot(self, values: np.ndarray, fill=0) -> np.ndarray:
+        """Per-option ``values`` (shape ``(n_options,)``) at each slot, ``fill`` in padding."""
+        values = np.asarray(values)
+        return np.append(values, np.asarray(fill, dtype=values.dtype))[self.option]
+
+    def dense(self, values: np.ndarray, fill=0) -> np.ndarray:
+        """A slot matrix ``(n_firms, k)`` spread out to one column per option,
+        ``(n_firms, n_options)``, with ``fill`` for the options a firm does not have."""
+        values = np.asarray(values)
+        out = np.full((self.n_firms, self.n_options), fill, dtype=values.dtype)
+        firm, j = np.nonzero(self.option >= 0)
+        out[firm, self.option[firm, j]] = values[firm, j]
+        return out
+
     def tonnes(self, emissions: np.ndarray) -> np.ndarray:
-        """Each option's potential in t/yr for unabated ``emissions`` (t/yr per firm)."""
+        """Each slot's potential in t/yr for unabated ``emissions`` (t/yr per firm)."""
         return self.potential * np.asarray(emissions, dtype=np.float64)[:, None]
 
     def take(self, index: np.ndarray) -> TechOptions:
         """The options of a subset of firms (boolean mask or integer index, repeats allowed)."""
         idx = np.arange(self.n_firms)[np.asarray(index)]
-        return dataclasses.replace(self, cost=self.cost[idx], potential=self.potential[idx])
+        return dataclasses.replace(self, cost=self.cost.take(idx, axis=0),
+                                   potential=self.potential.take(idx, axis=0),
+                                   option=self.option.take(idx, axis=0))
 
     def scaled(self, cost_factor: np.ndarray | float = 1.0,
                potential_factor: np.ndarray | float = 1.0) -> TechOptions:
@@ -217,15 +254,10 @@ def _draw_mac(rng: np.random.Generator, sector: np.ndarray, emissions: np.ndarra
     Returns:
         The curves of all options and the same draws per option (:class:`TechOptions`).
     """
-    tech = technology_table()
-    n_opt = int(tech.groupby("sector").size().max())
-    shape = (len(SECTORS), n_opt)
-    tab = {k: np.zeros(shape) for k in ("cost", "cost_sigma", "potential", "potential_sigma")}
-    code = pd.Categorical(tech["sector"], categories=SECTORS).codes
-    slot = tech.groupby("sector").cumcount().to_numpy()
-    for k, arr in tab.items():
-        arr[code, slot] = tech[k].to_numpy(dtype=np.float64)
-    s = pd.Categorical(sector, categories=SECTORS).codes
+    tab, row, options = _option_layout()
+    n_opt = row.shape[1]
+    index = {name: i for i, name in enumerate(SECTORS)}
+    s = np.fromiter((index.get(x, -1) for x in sector), np.int64, len(sector))  # sector codes
     drawn = tab["cost"][s] * _lognormal_factor(rng, tab["cost_sigma"][s], (s.size, n_opt))
     # Padding slots (sectors with fewer options) get zero potential at the firm's cheapest cost,
     # so they add only a zero-width point and never change where a curve starts or ends.
@@ -236,21 +268,38 @@ def _draw_mac(rng: np.random.Generator, sector: np.ndarray, emissions: np.ndarra
     total = share.sum(axis=1)
     share *= np.minimum(1.0, MAX_POTENTIAL_SHARE / np.where(total > 0, total, 1.0))[:, None]
     emissions = np.asarray(emissions, dtype=np.float64)
-    # The same draws with one column per table row (other sectors' options: potential 0).
+    curves = MACCurves.from_options(share * emissions[:, None], cost)
+    # The same draws per slot, with the table row of each slot (-1: padding).
+    return curves, dataclasses.replace(options, cost=cost, potential=share,
+                                       base_year=int(base_year), option=row[s])
+
+
+@functools.cache
+def _option_layout() -> tuple[dict[str, np.ndarray], np.ndarray, TechOptions]:
+    """``technologies.csv`` laid out per sector (read once, arrays read-only): the options'
+    cost, cost_sigma, potential and potential_sigma as ``(n_sectors, k)`` slot tables (0 in
+    padding), the table row of each slot (-1: padding) and the per-option vectors (a
+    :class:`TechOptions` without firms)."""
+    tech = technology_table()
+    n_opt = int(tech.groupby("sector").size().max())
+    shape = (len(SECTORS), n_opt)
+    tab = {k: np.zeros(shape) for k in ("cost", "cost_sigma", "potential", "potential_sigma")}
+    code = pd.Categorical(tech["sector"], categories=SECTORS).codes
+    slot = tech.groupby("sector").cumcount().to_numpy()
+    for k, arr in tab.items():
+        arr[code, slot] = tech[k].to_numpy(dtype=np.float64)
     row = np.full(shape, -1, dtype=np.int64)
     row[code, slot] = np.arange(len(tech))
-    firm, j = np.nonzero(row[s] >= 0)
-    col = row[s][firm, j]
-    full_cost = np.broadcast_to(tech["cost"].to_numpy(dtype=np.float64), (s.size, len(tech))).copy()
-    full_share = np.zeros((s.size, len(tech)))
-    full_cost[firm, col] = cost[firm, j]
-    full_share[firm, col] = share[firm, j]
-    curves = MACCurves.from_options(share * emissions[:, None], cost)
-    return curves, _tech_options(tech, full_cost, full_share, base_year)
+    options = _tech_options(tech, np.zeros((0, n_opt)), np.zeros((0, n_opt)), 0,
+                            np.zeros((0, n_opt), dtype=np.int64))
+    for a in (*tab.values(), row, *(getattr(options, f.name) for f in dataclasses.fields(options)
+                                    if isinstance(getattr(options, f.name), np.ndarray))):
+        a.flags.writeable = False
+    return tab, row, options
 
 
 def _tech_options(tech: pd.DataFrame, cost: np.ndarray, share: np.ndarray,
-                  base_year: int) -> TechOptions:
+                  base_year: int, option: np.ndarray | None = None) -> TechOptions:
     """Per-option vectors from ``technologies.csv``; a table without the dynamics columns gives
     operational options available from the start, without learning (the static model)."""
     n = len(tech)
@@ -269,7 +318,7 @@ def _tech_options(tech: pd.DataFrame, cost: np.ndarray, share: np.ndarray,
         cost_decline=col("cost_decline", 0.0),
         first_year=col("first_year", -9999.0).astype(np.int64),
         initial_deployment=col("initial_deployment", 0.0),
-        cost=cost, potential=share, base_year=int(base_year))
+        cost=cost, potential=share, base_year=int(base_year), option=option)
 
 
 def _sector_ids(sector: str, n: int) -> np.ndarray:
@@ -303,32 +352,40 @@ def synthetic_firms(
     Raises:
         ValueError: The data files are inconsistent (e.g. too little emissions for the count).
     """
-    sectors = sector_table().set_index("sector")
+    # The tables as numpy columns (pandas row and column look-ups per sector are slow).
+    sectors = sector_table()
+    row_of = {name: i for i, name in enumerate(sectors["sector"].to_numpy(dtype=object))}
+    sec = {c: sectors[c].to_numpy() for c in ("output_growth", "intensity_change", "emissions_t",
+                                              "reference_year", "n_firms", "size_sigma")}
     types = firm_type_table()
+    type_sector = types["sector"].to_numpy(dtype=object)
+    typ = {c: types[c].to_numpy(dtype=np.float64) for c in (
+        "share_of_firms", "share_of_emissions", "intensity", "intensity_sigma")}
+    type_name = types["firm_type"].to_numpy(dtype=object)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("id", "sector", "type", "em", "out")}
     for name in SECTORS:
-        row = sectors.loc[name]
-        t = types[types["sector"] == name]
-        growth = (1.0 + row["output_growth"]) * (1.0 + row["intensity_change"])
-        total = float(row["emissions_t"]) * growth ** (base_year - int(row["reference_year"]))
-        n = int(row["n_firms"])
-        counts = _split_counts(n, t["share_of_firms"].to_numpy(dtype=np.float64))
-        share_e = t["share_of_emissions"].to_numpy(dtype=np.float64)
+        i = row_of[name]
+        t = type_sector == name
+        growth = (1.0 + float(sec["output_growth"][i])) * (1.0 + float(sec["intensity_change"][i]))
+        total = float(sec["emissions_t"][i]) * growth ** (base_year - int(sec["reference_year"][i]))
+        n = int(sec["n_firms"][i])
+        counts = _split_counts(n, typ["share_of_firms"][t])
+        share_e = typ["share_of_emissions"][t]
         type_total = total * share_e / share_e.sum()
         excess = type_total - counts * threshold
         if ((counts == 0) & (type_total > 0)).any() or ((counts > 0) & (excess <= 0)).any():
             raise ValueError(f"sectors.csv/firm_types.csv: sector {name!r}: too few firms or too "
                              "little emissions for the threshold in some firm type")
         k = np.repeat(np.arange(counts.size), counts)
-        z = rng.lognormal(0.0, float(row["size_sigma"]), n)
+        z = rng.lognormal(0.0, float(sec["size_sigma"][i]), n)
         em = threshold + excess[k] * z / np.bincount(k, z, minlength=counts.size)[k]
-        intensity = t["intensity"].to_numpy(dtype=np.float64)
-        sig = t["intensity_sigma"].to_numpy(dtype=np.float64)
+        intensity = typ["intensity"][t]
+        sig = typ["intensity_sigma"][t]
         raw = em / (intensity[k] * np.exp(sig[k] * rng.standard_normal(n)))
         out = raw * (type_total / intensity)[k] / np.bincount(k, raw, minlength=counts.size)[k]
         parts["id"].append(_sector_ids(name, n))
         parts["sector"].append(np.full(n, name, dtype=object))
-        parts["type"].append(t["firm_type"].to_numpy(dtype=object)[k])
+        parts["type"].append(type_name[t][k])
         parts["em"].append(em)
         parts["out"].append(out)
     sector = np.concatenate(parts["sector"])
@@ -584,11 +641,23 @@ def load_ccer_supply(
         curve = _check_curve(path, lines, lambda: MACCurves.from_long(
             np.zeros(q.size, dtype=np.int64), q, c, 1), "cost", "supply curve")
         return curve.abatement * scale, curve.cost.copy()
-    p = ccer_project_table()
-    last = np.where(p["project_type"] == "old_ccer", old_ccer_until, p["last_year"])
-    p = p[(p["first_year"].to_numpy() <= year) & (year <= last)]
-    if len(p) == 0:
+    old, quantity, cost, first, last = _ccer_projects()
+    use = (first <= year) & (year <= np.where(old, old_ccer_until, last))
+    if not use.any():
         return np.zeros(2), np.zeros(2)
-    curve = MACCurves.from_options(p["quantity"].to_numpy(dtype=np.float64)[None, :] * scale,
-                                   p["cost"].to_numpy(dtype=np.float64)[None, :])
+    curve = MACCurves.from_options(quantity[None, use] * scale, cost[None, use])
     return curve.abatement, curve.cost
+
+
+@functools.cache
+def _ccer_projects() -> tuple[np.ndarray, ...]:
+    """``ccer_projects.csv`` as arrays (read-only): is old_ccer, quantity, cost, first and last
+    year (read once: the supply curve is built every simulated year)."""
+    p = _data("ccer_projects.csv")
+    cols = ((p["project_type"] == "old_ccer").to_numpy(dtype=bool),
+            p["quantity"].to_numpy(dtype=np.float64), p["cost"].to_numpy(dtype=np.float64),
+            p["first_year"].to_numpy(dtype=np.int64), p["last_year"].to_numpy(dtype=np.int64))
+    out = tuple(np.array(c) for c in cols)
+    for c in out:
+        c.flags.writeable = False
+    return out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,18 +95,38 @@ def test_demography_table_covers_every_firm_type():
 # ---------------------------------------------------------------------------------- population
 def test_options_reproduce_the_mac_of_all_options(pop):
     o = pop.options
-    n_rows = len(technology_table())
-    assert o.cost.shape == o.potential.shape == (pop.n, n_rows)
+    tech = technology_table()
+    n_rows, k = len(tech), int(tech.groupby("sector").size().max())
+    assert o.cost.shape == o.potential.shape == o.option.shape == (pop.n, k)
+    assert o.n_options == n_rows and o.lifetime.shape == o.first_year.shape == (n_rows,)
     assert o.base_year == pop.base_year
+    # compact layout: each firm's slots hold its sector's options in table order, then padding
+    real = o.option >= 0
+    assert (real[:, :-1] >= real[:, 1:]).all()
+    per_sector = tech.groupby("sector").size()
+    np.testing.assert_array_equal(real.sum(axis=1), per_sector.reindex(pop.sector).to_numpy())
+    firm_sector = np.broadcast_to(pop.sector[:, None], real.shape)
+    assert (o.sector[o.option[real]] == firm_sector[real]).all()
+    assert (np.diff(o.option, axis=1)[real[:, 1:]] > 0).all()  # in table order
+    assert (o.potential[~real] == 0).all() and (o.potential[real] > 0).all()
+    # the same draws with one column per option (other sectors' options: potential 0)
+    dense = o.dense(o.potential)
     other = pop.sector[:, None] != o.sector[None, :]
-    assert (o.potential[other] == 0).all() and (o.potential[~other] > 0).all()
+    assert dense.shape == (pop.n, n_rows)
+    assert (dense[other] == 0).all() and (dense[~other] > 0).all()
+    np.testing.assert_array_equal(o.per_slot(o.lifetime, 0)[real], o.lifetime[o.option[real]])
+    assert (o.per_slot(o.lifetime, 0)[~real] == 0).all()
     rebuilt = MACCurves.from_options(o.tonnes(pop.emissions), o.cost)
+    for name in ("start", "abatement", "cost"):  # the same draws: the same curves
+        np.testing.assert_array_equal(getattr(rebuilt, name), getattr(pop.mac, name))
     np.testing.assert_allclose(rebuilt.max_abatement, pop.mac.max_abatement, rtol=1e-12)
     for price in (0.0, 30.0, 120.0, 400.0, 1e4):
         np.testing.assert_allclose(rebuilt.abatement_at(price), pop.mac.abatement_at(price),
                                    rtol=1e-12, atol=1e-6)
     a = pop.mac.max_abatement * 0.5
     np.testing.assert_allclose(rebuilt.cost_of(a), pop.mac.cost_of(a), rtol=1e-9)
+    sub = o.take(pop.sector == "steel")
+    assert sub.n_firms == (pop.sector == "steel").sum() and (sub.option[:, 3] >= 0).all()
 
 
 def test_population_backward_compatible(pop, tmp_path):
@@ -158,18 +181,22 @@ def test_options_unavailable_before_their_first_year(pop):
     h2 = np.flatnonzero(o.name == "h2_dri")[0]
     first = int(o.first_year[h2])
     steel = pop.sector == "steel"
-    assert np.isinf(inv.option_costs(o, first - 1, cum)[:, h2]).all()
-    assert np.isfinite(inv.option_costs(o, first, cum)[:, h2]).all()
+    is_h2 = o.option == h2  # the slots of H2-DRI: one per steel firm
+    np.testing.assert_array_equal(is_h2.any(axis=1), steel)
+    assert np.isinf(inv.option_costs(o, first - 1, cum)[is_h2]).all()
+    assert np.isfinite(inv.option_costs(o, first, cum)[is_h2]).all()
     costs = inv.option_costs(o, first - 1, cum)
-    assert np.isfinite(costs[:, o.first_year < first]).all()
+    assert np.isfinite(costs[o.per_slot(o.first_year < first, False)]).all()
+    assert np.isinf(costs[o.option < 0]).all()  # padding: never available
     # nobody adopts it before, whatever the price; steel firms do at a high enough price
     st = inv.InvestmentState.new(o)
     pt = o.tonnes(pop.emissions)
     new = inv.decide(st, costs, 1e6, 0.05, first - 1, o.lifetime, pt)
-    assert not new[:, h2].any()
+    assert not new[is_h2].any() and not new[o.option < 0].any()
     st = inv.InvestmentState.new(o)
     new = inv.decide(st, inv.option_costs(o, first, cum), 1e6, 0.05, first, o.lifetime, pt)
-    assert new[steel, h2].all() and not new[~steel, h2].any()
+    assert new[is_h2].all() and not new[o.option < 0].any()
+    assert (st.adopted_from[:, h2] == np.where(steel, first, 0)).all()  # the per-option view
 
 
 # ---------------------------------------------------------------------------------- curves
@@ -179,23 +206,103 @@ def test_operational_curves_hold_available_operational_options_only(pop):
     cum = o.initial_deployment
     curves = inv.operational_curves(o, e, 2026, cum)
     pt = o.tonnes(e)
-    oper = ~o.capital & (o.first_year <= 2026)
-    np.testing.assert_allclose(curves.max_abatement, pt[:, oper].sum(axis=1), rtol=1e-12)
+    oper = o.per_slot(~o.capital & (o.first_year <= 2026), False)
+    np.testing.assert_allclose(curves.max_abatement, np.where(oper, pt, 0.0).sum(axis=1),
+                               rtol=1e-12)
     costs = inv.option_costs(o, 2026, cum)
     # at any price a firm abates exactly its operational options cheaper than the price
     for price in (50.0, 200.0, 2000.0):
-        want = np.where(oper[None, :] & (costs < price), pt, 0.0).sum(axis=1)
+        want = np.where(oper & (costs < price), pt, 0.0).sum(axis=1)
         np.testing.assert_allclose(curves.abatement_at(price, theta=0.0), want, rtol=1e-12)
     # with the capital options not adopted: every available option (the static curve)
     st = inv.InvestmentState.new(o)
     full = inv.operational_curves(o, e, 2040, cum, state=st, include_capital=True)
-    avail = o.first_year <= 2040
-    np.testing.assert_allclose(full.max_abatement, pt[:, avail].sum(axis=1), rtol=1e-12)
+    avail = o.per_slot(o.first_year <= 2040, False)
+    np.testing.assert_allclose(full.max_abatement, np.where(avail, pt, 0.0).sum(axis=1),
+                               rtol=1e-12)
     inv.decide(st, inv.option_costs(o, 2040, cum), 1e6, 0.05, 2040, o.lifetime, pt)
     after = inv.operational_curves(o, e, 2040, cum, state=st, include_capital=True)
-    np.testing.assert_allclose(after.max_abatement, pt[:, ~o.capital].sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(after.max_abatement,
+                               np.where(o.per_slot(~o.capital, False), pt, 0.0).sum(axis=1),
+                               rtol=1e-12)
     with pytest.raises(ValueError):
         inv.operational_curves(o, e, 2040, cum, include_capital=True)
+
+
+def _reference_curves(cost, pot, use):
+    """The yearly curves as built before the compact layout: each firm's usable options
+    compacted into the first columns in column order, padded at the firm's cheapest cost."""
+    n = use.shape[0]
+    count = use.sum(axis=1)
+    k = max(1, int(count.max(initial=0)))
+    rows, cols = np.nonzero(use)
+    slot = np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
+    c, p = np.full((n, k), np.inf), np.zeros((n, k))
+    c[rows, slot], p[rows, slot] = cost[rows, cols], pot[rows, cols]
+    cheapest = c.min(axis=1)
+    c = np.where(np.isfinite(c), c, np.where(np.isfinite(cheapest), cheapest, 0.0)[:, None])
+    return MACCurves.from_options(p, c)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_operational_curves_are_the_step_curves_of_the_usable_options(seed):
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 60)), int(rng.integers(1, 6))
+    kind = rng.choice(["operational", "capital"], k)
+    cost = rng.choice([-20.0, 0.0, 35.0, 80.0, 150.0, 400.0], (n, k))  # many ties
+    pot = rng.choice([0.0, 0.05, 0.1, 0.2], (n, k))
+    o = make_options(cost, pot, kind=kind, first_year=rng.choice([2000, 2030, 2050], k))
+    e = rng.uniform(3e4, 1e6, n)
+    st = inv.InvestmentState.new(o)
+    for capital in (False, True):
+        got = inv.operational_curves(o, e, 2035, o.initial_deployment, state=st,
+                                     include_capital=capital)
+        c = inv.option_costs(o, 2035, o.initial_deployment)
+        use = ((~o.capital | capital)[None, :] & (o.tonnes(e) > 0) & np.isfinite(c))
+        want = _reference_curves(c, o.tonnes(e), use)
+        for name in ("start", "abatement", "cost"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
+def test_results_do_not_depend_on_the_layout(pop):
+    """The compact slots and one column per option give the same costs, curves and adoptions."""
+    o = pop.options
+    dense = dataclasses.replace(o, cost=o.dense(o.cost, 1.0), potential=o.dense(o.potential),
+                                option=None)
+    assert dense.option.shape == (pop.n, o.n_options)
+    rng = np.random.default_rng(4)
+    e = pop.emissions * rng.uniform(0.8, 1.2, pop.n)
+    prices = np.cumsum(rng.uniform(-5, 30, (pop.n, 30)), axis=1) + 50
+    until = np.where(rng.random(pop.n) < 0.3, rng.integers(2030, 2060, pop.n), inv.NEVER)
+    eligible = rng.random(pop.n) < 0.8
+    sc, sd = inv.InvestmentState.new(o), inv.InvestmentState.new(dense)
+    for year in (2030, 2035, 2052):
+        cc = inv.option_costs(o, year, sc.cumulative)
+        cd = inv.option_costs(dense, year, sd.cumulative)
+        has = o.option >= 0
+        np.testing.assert_array_equal(o.dense(cc, np.inf)[dense.potential > 0],
+                                      cd[dense.potential > 0])
+        for capital in (False, True):
+            a = inv.operational_curves(o, e, year, sc.cumulative, state=sc, costs=cc,
+                                       include_capital=capital)
+            b = inv.operational_curves(dense, e, year, sd.cumulative, state=sd, costs=cd,
+                                       include_capital=capital)
+            for name in ("start", "abatement", "cost"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        pc, pd_ = o.tonnes(e), dense.tonnes(e)
+        nc = inv.decide(sc, cc, prices, 0.05, year, o.lifetime, pc, eligible=eligible,
+                        active_until=until)
+        nd = inv.decide(sd, cd, prices, 0.05, year, dense.lifetime, pd_, eligible=eligible,
+                        active_until=until)
+        assert nc.any() and not nc[~has].any()
+        np.testing.assert_array_equal(o.dense(nc, False), nd)
+        np.testing.assert_array_equal(sc.cumulative, sd.cumulative)
+        for name in ("adopted_from", "adopted_until", "annual_cost"):
+            np.testing.assert_array_equal(getattr(sc, name), getattr(sd, name))
+        np.testing.assert_allclose(inv.locked_abatement(sc, pc, year),
+                                   inv.locked_abatement(sd, pd_, year), rtol=1e-14)
+        np.testing.assert_allclose(inv.capital_cost(sc, year), inv.capital_cost(sd, year),
+                                   rtol=1e-14)
 
 
 def test_a_firm_without_usable_options_gets_the_zero_curve():
@@ -289,7 +396,7 @@ def test_adoption_is_monotone_in_the_expected_price():
     for scale in (0.0, 0.5, 1.0, 1.5, 3.0):
         st = inv.InvestmentState.new(o)
         adopted.append(inv.decide(st, o.cost, path * scale, 0.05, 2030, o.lifetime, pt))
-    for low, high in zip(adopted, adopted[1:]):
+    for low, high in itertools.pairwise(adopted):
         assert (high | ~low).all()  # low implies high
     assert not adopted[0].any() and adopted[-1].sum() > adopted[1].sum()
 
@@ -306,6 +413,53 @@ def test_eligibility_and_closing_firms():
     assert inv.pv_average(150.0, 0.05, np.array([20]), n_firms=2).shape == (2, 1)
 
 
+def _closed_path(prices, year, until):
+    """Price paths with zeros after each firm's last year (what active_until means)."""
+    years = year + np.arange(prices.shape[1])
+    return np.where(years[None, :] <= until[:, None], prices, 0.0)
+
+
+@pytest.mark.parametrize("rate", [0.05, "per firm"])
+def test_shared_price_paths_give_the_same_adoptions(rate):
+    rng = np.random.default_rng(8)
+    n, k = 300, 4
+    o = make_options(rng.uniform(20, 400, (n, k)), rng.uniform(0.01, 0.2, (n, k)),
+                     kind=["capital", "operational", "capital", "capital"],
+                     lifetime=[15, 0, 25, 20])
+    r = rng.uniform(0.0, 0.12, n) if rate == "per firm" else rate
+    paths = np.vstack((np.full(30, 120.0), np.full(30, 60.0),
+                       np.cumsum(rng.uniform(0, 20, 30)) + 50))
+    path = rng.integers(0, 3, n)
+    until = np.where(rng.random(n) < 0.4, rng.integers(2025, 2060, n), inv.NEVER)
+    eligible = rng.random(n) < 0.9
+    pt = o.tonnes(rng.uniform(3e4, 1e6, n))
+    shared, own = inv.InvestmentState.new(o), inv.InvestmentState.new(o)
+    a = inv.decide(shared, o.cost, paths, r, 2030, o.lifetime, pt, eligible=eligible,
+                   active_until=until, path=path)
+    b = inv.decide(own, o.cost, paths[path], r, 2030, o.lifetime, pt, eligible=eligible,
+                   active_until=until)
+    assert a.any() and not a.all()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(shared.cumulative, own.cumulative)
+    # the rule itself: cost below the average of the path with zeros after the last year
+    avg = inv.pv_average(_closed_path(paths[path], 2030, until), r, o.lifetime)
+    want = ((o.lifetime > 0)[None, :] & (o.cost < avg) & eligible[:, None])
+    np.testing.assert_array_equal(a, want)
+
+
+def test_pv_average_per_slot_lifetimes():
+    rng = np.random.default_rng(2)
+    prices = rng.uniform(0, 300, (50, 12))
+    life = np.array([0, 3, 12, 20, 1])
+    per_option = inv.pv_average(prices, 0.07, life)
+    slots = rng.integers(0, life.size, (50, 3))
+    np.testing.assert_array_equal(inv.pv_average(prices, 0.07, life[slots]),
+                                  np.take_along_axis(per_option, slots, axis=1))
+    assert np.isneginf(per_option[:, 0]).all()
+    np.testing.assert_allclose(per_option[:, 4], prices[:, 0])
+    np.testing.assert_allclose(per_option[:, 2], [_npv_average(p, 0.07, 12) for p in prices])
+
+
 # ---------------------------------------------------------------------------------- demography
 def test_demography_is_deterministic_per_seed(pop):
     a, pa = inv.plan_demography(np.random.default_rng(9), pop, 2050)
@@ -318,6 +472,9 @@ def test_demography_is_deterministic_per_seed(pop):
         assert np.array_equal(getattr(a.mac, name), getattr(b.mac, name))
     assert np.array_equal(pa.deviation, pb.deviation)
     assert np.array_equal(inv.demography(pa, 2040)[0], inv.demography(pb, 2040)[0])
+    mult, active = inv.demography(pa, 2040)  # asked again (each year is computed once)
+    assert np.array_equal(mult, inv.demography(pb, 2040)[0]) and active.sum() > 0
+    assert not mult.flags.writeable and not active.flags.writeable
     assert not np.array_equal(pa.deviation[:pop.n], pc.deviation[:pop.n])
     assert not np.array_equal(a.active_until[:pop.n], c.active_until[:pop.n])
 
