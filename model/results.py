@@ -90,7 +90,13 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def summary(years: pd.DataFrame) -> str:
-    """A short human-readable table: prices, emissions (Mt) and costs (bn yuan) by year."""
+    """A short human-readable table: prices, emissions (Mt) and costs (bn yuan) by year.
+
+    Runs longer than 15 years show the first and last year and every fifth year between.
+    """
+    if len(years) > 15:
+        y = years["year"]
+        years = years[(y % 5 == 0) | (y == y.min()) | (y == y.max())]
     cols = {
         "year": years["year"],
         "CEA yuan/t": years["cea_price"].round(1),
