@@ -30,10 +30,22 @@ from model.frictions import clear_with_frictions, participation_types
 from model.intertemporal import YearMarket, hotelling_path
 from model.ledger import Ledger, YearRecord
 from model.mac import Knots, MACCurves
-from model.market import (Bounds, Positions, _settle, autarky, banking_knots, clear,
-                          clear_at_price, firm_banking, positions, solve_quantity, supply_cost)
-from model.population import Firms, load_firms, synthetic_firms
+from model.market import (
+    Bounds,
+    Positions,
+    _settle,
+    autarky,
+    banking_knots,
+    clear,
+    clear_at_price,
+    firm_banking,
+    positions,
+    solve_quantity,
+    supply_cost,
+)
+from model.population import Firms, synthetic_firms
 from model.scenario import Scenario
+from model.tables import load_firms
 
 YEAR_COLUMNS = (
     "year", "cea_price", "ccer_price", "emissions", "abatement", "allocation", "ccer_used",

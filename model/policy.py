@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.mac import Knots, MACCurves
-from model.population import Firms, benchmark_table, load_ccer_supply, sector_table
+from model.population import Firms, benchmark_table, sector_table
 from model.scenario import Scenario
+from model.tables import load_ccer_supply
 
 COAL_TYPES = ("coal_gt300", "coal_le300", "coal_unconv")
 _GROUPS: dict[int, tuple] = {}

@@ -17,10 +17,10 @@ from model.population import (
     TechOptions,
     demography_table,
     firm_type_table,
-    load_firms,
     synthetic_firms,
     technology_table,
 )
+from model.tables import load_firms
 
 CONF = ["high", "medium", "low", "assumption"]
 
