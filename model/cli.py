@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     if args.seed is not None:
         scenario = scenario.replace(seed=args.seed)
-    model = CarbonMarket(scenario, agents=not args.no_agents)
+    model = CarbonMarket(scenario, agents=args.agents)
     model.run()
     tables = write_results(model, args.out)
     if not args.quiet:
@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path, help="scenario TOML file")
     run.add_argument("--out", type=Path, required=True, help="output folder")
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
-    run.add_argument("--no-agents", action="store_true",
-                     help="skip creating Mesa agents (faster for very large firm tables)")
+    run.add_argument("--agents", action="store_true",
+                     help="also create one Mesa agent per firm (views of the firm arrays; the "
+                          "results are the same, the browser page and DataCollector use them)")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     run.set_defaults(func=_run)
     engines = ("auto", "serial", "processes", "dask")

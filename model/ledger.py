@@ -90,7 +90,9 @@ class Ledger:
         end = rec.free - rec.deducted + rec.bank_in + rec.bought - rec.surrendered
         if rec.borrowed is not None:
             end = end + rec.borrowed
-        scale = max(float(np.abs(rec.free).sum() + rec.auctioned + np.abs(rec.bank_in).sum()), 1.0)
+        scale = max(float(np.abs(rec.free).sum() + rec.auctioned + np.abs(rec.bank_in).sum()
+                          + np.abs(rec.bought).sum() + np.abs(rec.surrendered).sum()
+                          + np.abs(rec.deducted).sum() + rec.reserve_sales + rec.withheld), 1.0)
         tol = self.rtol * scale
         if (end < -tol).any():
             i = int(np.argmin(end))

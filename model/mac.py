@@ -339,7 +339,8 @@ class MACCurves:
             frac = np.where(da > 0, np.clip((a - a0) / np.where(da > 0, da, 1.0), 0.0, 1.0), 1.0)
         # A segment counts once the firm is past its start; values rise along a firm's segments,
         # so the firm's maximum over its segments is the cost of its last tonne.
-        value = np.where(a > a0, c0 + dc * frac, -np.inf)
+        # (a tolerance of 1e-12 relative keeps rounding at a step's end off the next step)
+        value = np.where(a - a0 > 1e-12 * np.maximum(np.abs(a0), 1.0), c0 + dc * frac, -np.inf)
         first = self.cost[self.start[:-1]]
         seg_start = self.start[:-1] - np.arange(self.n_firms)
         return np.maximum(first, np.maximum.reduceat(value, seg_start))

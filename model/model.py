@@ -307,13 +307,15 @@ class CarbonMarket(mesa.Model):
             if self.counterfactual:
                 p_alone, alone = autarky(curves, e_m, h_m, ccer, limit, penalty)
                 extra["total_cost_no_trading"] = _total_cost(alone)
-                extra["resource_cost_no_trading"] = _resource_cost(alone, ccer, p_alone)
+                extra["resource_cost_no_trading"] = (_resource_cost(alone, ccer, p_alone)
+                                                     + float(capex[mkt].sum()))
         else:
             with_trade = positions(curves, e_m, h_m, eq, penalty)
             ccer_price, pos = autarky(curves, e_m, h_m, ccer, limit, penalty)
             cea_price, reserve, withheld, auction_unsold = 0.0, 0.0, 0.0, auctioned
             extra["total_cost_with_trading"] = _total_cost(with_trade)
-            extra["resource_cost_with_trading"] = _resource_cost(with_trade, ccer, eq.ccer_price)
+            extra["resource_cost_with_trading"] = (_resource_cost(with_trade, ccer, eq.ccer_price)
+                                                   + float(capex[mkt].sum()))
         # back to all firms
         n = f.n
         full = {k: np.zeros(n) for k in ("abatement", "offsets", "surrendered", "bought",
@@ -357,7 +359,8 @@ class CarbonMarket(mesa.Model):
             "trade_cost": full["trade_cost"], "penalty_cost": full["penalty_cost"],
         }
         total = float(cost.sum())
-        resource = _resource_cost(pos, ccer, ccer_price)
+        capex_total = float(capex[mkt].sum())  # capital charges: the same with or without trading
+        resource = _resource_cost(pos, ccer, ccer_price) + capex_total
         row = {
             "year": year, "cea_price": cea_price, "ccer_price": ccer_price,
             "emissions": float(verified.sum()), "abatement": float(full["abatement"].sum()),

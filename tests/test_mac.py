@@ -352,3 +352,13 @@ def test_scaled_cost_scaled_and_select(curve_list, seed) -> None:
             assert np.allclose(sub.cost_of(a[ids]), curves.cost_of(a)[ids])
     empty = curves.select(np.zeros(n, bool))
     assert empty.n_firms == 0 and empty.knots().total == 0.0
+
+
+def test_marginal_cost_at_the_end_of_a_step_is_that_steps_cost() -> None:
+    """Rounding at a step's end must not report the next, dearer step (the price would be below
+    the firm's marginal cost)."""
+    pot = np.array([[0.1, 0.2, 0.3]]) * 3.3
+    curves = MACCurves.from_options(pot, np.array([[10.0, 20.0, 30.0]]))
+    end_of_second = np.array([pot[0, 0] + pot[0, 1]]) * (1 + 1e-15)  # a hair past it
+    assert curves.marginal_cost(end_of_second)[0] == 20.0
+    assert curves.marginal_cost(np.array([pot[0, :2].sum() * 1.001]))[0] == 30.0
