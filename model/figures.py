@@ -83,6 +83,8 @@ def make_figures(experiments: str | Path = "experiments", results: str | Path = 
             continue
         if r.experiment is None:
             data[None] = _baseline(experiments / "scenarios" / "baseline.toml")
+        elif r.experiment == FRICTIONS:
+            data[FRICTIONS] = _friction_data(experiments / "scenarios" / "baseline.toml")
         else:
             exp = load_experiment(experiments / f"{r.experiment}.toml")
             data[r.experiment] = (exp, _results(exp, results / exp.name, engine, workers,
@@ -371,6 +373,65 @@ def gain_from_trade(data) -> tuple:
     return fig, table
 
 
+FRICTIONS = "frictions"
+"""Pseudo-experiment of the frictions figure: one year of the baseline market, cleared many ways."""
+
+
+def _friction_data(path: Path) -> pd.DataFrame:
+    """The baseline's SNAPSHOT-year market (no bank) cleared with increasing frictions."""
+    from model.frictions import friction_costs
+    from model.market import Bounds
+    from model.model import CarbonMarket
+    from model.scenario import load_scenario
+
+    sc = load_scenario(path).replace(start_year=SNAPSHOT, end_year=SNAPSHOT,
+                                     investment={"enabled": False})
+    m = CarbonMarket(sc, agents=False, record_firms=False)
+    x = m._inputs(SNAPSHOT, m.cap_state)
+    mkt = x.market
+    bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=1000.0)
+    return friction_costs(x.curves, x.emissions[mkt], x.free[mkt], x.offsets,
+                          sc.offsets.limit, bounds, np.random.default_rng(sc.seed),
+                          taus=[0, 5, 10, 20, 40, 60], shares=[0, 0.1, 0.2, 0.3, 0.4, 0.5],
+                          auctioned=x.auctioned)
+
+
+def frictions(t: pd.DataFrame) -> tuple:
+    """How frictions move one year's outcome away from the least-cost benchmark."""
+    c = _palette(3)
+    fig, axes = _figure(9, 3.6, 1, 2)
+    tau = t[t["friction"] == "transaction_cost"]
+    ax = axes[0][0]
+    ax.plot(tau["transaction_cost"], 100 * (tau["cost_ratio"] - 1), "o-", color=c[0],
+            label="cost above least cost")
+    ax.set_xlabel("transaction cost per tonne traded (yuan/t)")
+    ax.set_ylabel("cost above the least-cost market (%)")
+    ax.set_title("Transaction costs (every firm trades)")
+    ax3 = ax.twinx()
+    ax3.plot(tau["transaction_cost"], tau["trade_volume"] / 1e6, "s--", color=c[2],
+             label="allowances traded")
+    ax3.set_ylabel("allowances traded (Mt)")
+    ax3.grid(False)
+    lines = ax.get_legend_handles_labels(), ax3.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], frameon=False,
+              loc="center right")
+    ax2 = axes[0][1]
+    for k, (name, label) in enumerate((("own_surplus", "only sell their own surplus"),
+                                       ("no_trade", "never trade"))):
+        part = t[t["friction"] == name]
+        ax2.plot(100 * part["restricted_share"], 100 * (part["cost_ratio"] - 1), "o-",
+                 color=c[k], label=f"share of firms that {label}")
+    ax2.set_xlabel("restricted firms (% of covered firms)")
+    ax2.set_ylabel("cost above the least-cost market (%)")
+    ax2.set_title("Restricted participation")
+    ax2.legend(frameon=False, loc="upper left")
+    fig.suptitle(f"Frictions against the least-cost benchmark (baseline market, {SNAPSHOT})\n"
+                 "cost = abatement + CCER production + transaction costs + penalties")
+    table = t[["friction", "transaction_cost", "restricted_share", "cea_price", "ccer_price",
+               "total_cost", "trade_volume", "cost_ratio", "price_ratio"]]
+    return fig, table.reset_index(drop=True)
+
+
 def sobol_indices(data) -> tuple:
     """First-order and total Sobol indices with confidence intervals, one panel per metric."""
     from model import sensitivity
@@ -487,6 +548,7 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("mac_vs_price", None, mac_vs_price),
     Recipe("offset_limit", "offset_limit", offset_limit),
     Recipe("gain_from_trade", "trading_gains", gain_from_trade),
+    Recipe("frictions", "frictions", frictions),
     Recipe("sobol_indices", "sobol", sobol_indices),
     Recipe("morris_screen", "morris", morris_screen),
 )
