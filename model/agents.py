@@ -63,6 +63,12 @@ class Firm(mesa.Agent):
         return self._now("emissions")
 
     @property
+    def intensity(self) -> float:
+        """Verified emissions per unit of output this year (t CO2 per MWh or t product)."""
+        output = self.output
+        return self.emissions / output if output > 0 else 0.0
+
+    @property
     def abatement(self) -> float:
         """Abatement this year, t CO2."""
         return self._now("abatement")

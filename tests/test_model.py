@@ -157,3 +157,15 @@ def test_scenario_from_dict_runs() -> None:
     m = CarbonMarket(sc, agents=False)
     m.step()
     assert m.done and not m.running and len(m.history) == 1
+
+
+def test_agents_are_views_of_the_arrays() -> None:
+    sc = load_scenario(BASELINE).replace(end_year=2021, investment={"enabled": False})
+    m = CarbonMarket(sc)
+    m.step()
+    covered = [a for a in m.agents if a.covered]
+    assert len(covered) == m.history[0]["covered_firms"]
+    assert sum(a.emissions for a in covered) == pytest.approx(m.history[0]["emissions"])
+    a = covered[0]
+    assert a.intensity == pytest.approx(a.emissions / a.output)
+    assert a.sector == "power" and a.firm_id.startswith("power")
