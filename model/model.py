@@ -276,18 +276,20 @@ class CarbonMarket(mesa.Model):
                               -borrow, capacity)
             capacity, borrow = np.where(foresight, 0.0, capacity), np.where(foresight, 0.0, borrow)
         banking = banking_knots(threshold, capacity, borrow) if sc.market.trading else None
-        knots, to_sell = curves.knots(), float(h_m.sum() + auctioned - planned.sum())
-        eq = clear(knots, float(e_m.sum()), to_sell, ccer, limit, bounds, banking=banking)
-        if foresight.any() and year in self.expectations.path:  # the path's price, if it clears
-            at_path = clear_at_price(knots, float(e_m.sum()), to_sell, ccer, limit,
-                                     self.expectations.path[year], banking)
-            if at_path is not None and bounds.floor <= at_path.cea_price <= bounds.upper:
-                eq = _settle(at_path, float(e_m.sum()), to_sell, bounds)
-        auction_unsold = min(eq.surplus, auctioned)
-        eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
+        frictions = sc.market.trading and self.participation is not None
+        if not frictions:  # the frictionless market (also the benchmark of a no-trading run)
+            knots, to_sell = curves.knots(), float(h_m.sum() + auctioned - planned.sum())
+            eq = clear(knots, float(e_m.sum()), to_sell, ccer, limit, bounds, banking=banking)
+            if foresight.any() and year in self.expectations.path:  # the path's price, if it
+                at_path = clear_at_price(knots, float(e_m.sum()), to_sell, ccer, limit,  # clears
+                                         self.expectations.path[year], banking)
+                if at_path is not None and bounds.floor <= at_path.cea_price <= bounds.upper:
+                    eq = _settle(at_path, float(e_m.sum()), to_sell, bounds)
+            auction_unsold = min(eq.surplus, auctioned)
+            eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
         extra: dict[str, float] = {}
         banked_m = np.zeros(int(mkt.sum()))
-        if sc.market.trading and self.participation is not None:
+        if frictions:
             # Frictions: restricted participants and a transaction cost (no banking demand:
             # firms bank only what they leave unsold).
             eq, pos = clear_with_frictions(curves, e_m, h_m, ccer, limit, bounds,
