@@ -56,7 +56,7 @@ from model.errors import InputError
 from model.model import YEAR_COLUMNS
 from model.scenario import SECTORS, Scenario, load_scenario, schema
 
-EXTRA_OUTPUTS = ("borrowed", "resource_cost", "transaction_costs", "total_cost_no_trading",
+EXTRA_OUTPUTS = ("transaction_costs", "total_cost_no_trading",
                  "resource_cost_no_trading",
                  "total_cost_with_trading", "resource_cost_with_trading", "gain_from_trade")
 """History columns besides ``YEAR_COLUMNS``, some only in some runs (counterfactual, no trading)."""

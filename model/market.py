@@ -272,12 +272,14 @@ class BankingKnots(Knots):
 
 
 def clear_at_price(firms: Knots, emissions: float, supply: float, offsets: Knots, limit: float,
-                   price: float, banking: BankingKnots | None = None) -> Equilibrium | None:
+                   price: float, banking: BankingKnots | None = None,
+                   bounds: Bounds = Bounds()) -> Equilibrium | None:
     """The equilibrium at a given allowance price, if the market clears there (else None).
 
     Where aggregate supply is vertical (a jump between two technology options), a range of prices
     clears the market; :func:`clear` returns the lowest. Firms with perfect foresight pick the
-    price of the intertemporal path within that range. Only for a slack offset limit.
+    price of the intertemporal path within that range. Only for a slack offset limit and a price
+    within ``bounds``.
     """
     sets = [k for k in (firms, offsets if limit > 0 else None, banking)
             if k is not None and k.x.size]
@@ -293,9 +295,11 @@ def clear_at_price(firms: Knots, emissions: float, supply: float, offsets: Knots
     o = supply_at(offsets, price, theta) if limit > 0 and offsets.x.size else 0.0
     if o > limit * (emissions - a) * (1 + 1e-12) + 1e-9:
         return None
+    if not bounds.floor <= price <= bounds.upper:
+        return None
     banked = bank_max - (supply_at(banking, price, theta) if bank_max else 0.0)
-    return Equilibrium(price, price, price, theta, theta, a, o, limit_binds=False, banked=banked,
-                       theta_bank=theta)
+    return _settle(Equilibrium(price, price, price, theta, theta, a, o, limit_binds=False,
+                               banked=banked, theta_bank=theta), emissions, supply, bounds)
 
 
 def banking_knots(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray) -> Knots:

@@ -33,7 +33,6 @@ from model.mac import Knots, MACCurves
 from model.market import (
     Bounds,
     Positions,
-    _settle,
     autarky,
     banking_knots,
     clear,
@@ -51,8 +50,11 @@ YEAR_COLUMNS = (
     "year", "cea_price", "ccer_price", "emissions", "abatement", "allocation", "ccer_used",
     "abatement_cost", "offset_cost", "shortfall", "reserve_sales", "banked", "covered_firms",
     "covered_emissions", "free_allocation", "auctioned", "withheld", "expired", "bank_in",
-    "trade_volume", "penalty", "penalty_cost", "limit_binds", "total_cost",
+    "trade_volume", "penalty", "penalty_cost", "limit_binds", "total_cost", "borrowed",
+    "resource_cost",
 )
+"""Columns of every ``history`` row (runs without trading, with the counterfactual or with
+frictions add a few)."""
 
 
 class CarbonMarket(mesa.Model):
@@ -282,9 +284,9 @@ class CarbonMarket(mesa.Model):
             eq = clear(knots, float(e_m.sum()), to_sell, ccer, limit, bounds, banking=banking)
             if foresight.any() and year in self.expectations.path:  # the path's price, if it
                 at_path = clear_at_price(knots, float(e_m.sum()), to_sell, ccer, limit,  # clears
-                                         self.expectations.path[year], banking)
-                if at_path is not None and bounds.floor <= at_path.cea_price <= bounds.upper:
-                    eq = _settle(at_path, float(e_m.sum()), to_sell, bounds)
+                                         self.expectations.path[year], banking, bounds)
+                if at_path is not None:
+                    eq = at_path
             auction_unsold = min(eq.surplus, auctioned)
             eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
         extra: dict[str, float] = {}
