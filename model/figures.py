@@ -387,7 +387,7 @@ def _friction_data(path: Path) -> pd.DataFrame:
     sc = load_scenario(path).replace(start_year=SNAPSHOT, end_year=SNAPSHOT,
                                      investment={"enabled": False})
     m = CarbonMarket(sc, agents=False, record_firms=False)
-    x = m._inputs(SNAPSHOT, m.cap_state)
+    x = m._inputs(SNAPSHOT)
     mkt = x.market
     bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=1000.0)
     return friction_costs(x.curves, x.emissions[mkt], x.free[mkt], x.offsets,

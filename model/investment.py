@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from model.mac import MACCurves
+from model.mac import Knots, MACCurves
 from model.population import Firms, TechOptions, demography_table
 
 NEVER = 9999
@@ -115,6 +115,22 @@ def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
             raise ValueError("include_capital needs the investment state")
         include |= capital & ~state.active(year)
     return _step_curves(cost, pot, include & (pot > 0) & np.isfinite(cost))
+
+
+def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
+                 cumulative_adoption: np.ndarray, *, include_capital: bool = False,
+                 learning: bool = True) -> Knots:
+    """The aggregate supply of the firms' options in ``year`` (the knots of
+    :func:`operational_curves` summed over firms, with nothing adopted yet), without building
+    the per-firm curves: each usable option is a jump of its potential (t) at its cost (yuan/t).
+    The perfect-foresight projection needs only this.
+    """
+    cost = option_costs(options, year, cumulative_adoption, learning=learning)
+    pot = options.tonnes(emissions)
+    use = (pot > 0) & np.isfinite(cost)
+    if not include_capital:
+        use &= ~options.per_slot(options.capital, False)
+    return Knots(x=cost[use], jump=pot[use], slope=np.zeros(int(use.sum())))
 
 
 def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MACCurves:

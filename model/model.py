@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mesa
@@ -87,29 +88,40 @@ class CarbonMarket(mesa.Model):
                 (``total_cost_no_trading`` in ``history``) when the scenario trades; a scenario
                 without trading always reports the cost with trading.
         """
-        super().__init__(rng=scenario.seed if rng is None else rng)
+        seed = scenario.seed if rng is None else rng
+        super().__init__(rng=seed)
+        # Separate streams spawned from the model's generator: the population's, the
+        # demography's, and self.rng itself for the firms' behaviour (expectation rules,
+        # participation). A population thus depends on the seed alone and is built once per
+        # seed and reused by the runs of a sweep.
+        population_rng, demography_rng = self.rng.spawn(2)
+        self._exo: dict[int, YearInputs] = {}  # exogenous inputs by year (see _exogenous)
+        self._caps: dict[int, dict[str, float]] = {}  # cap_state.first after each year's
+        self.cap_state = policy.CapState(first={})
         self.config = scenario
         self.record_firms = record_firms
         self.counterfactual = counterfactual
-        if firms is None:
-            if scenario.firms.table is not None:
-                firms = load_firms(scenario.firms.table, scenario.firms.mac, self.rng,
-                                   scenario.start_year)
-            else:
-                firms = synthetic_firms(self.rng)
-        firms = _apply_mac_scales(firms, scenario)
         # Dynamics of the firms (issue: firms over time): capital options with lock-in and
         # learning, and plant entry and retirement. They need the calibrated technology options.
-        self.dynamic = scenario.investment.enabled and firms.options is not None
+        with_demography = scenario.investment.enabled and scenario.investment.demography
         self.demography = None
-        if self.dynamic and scenario.investment.demography:
-            firms, self.demography = investment.plan_demography(self.rng, firms,
-                                                                scenario.end_year)
-        self.firms = firms
+        if firms is None and scenario.firms.table is None:
+            key = (int(seed), scenario.end_year, with_demography) if isinstance(
+                seed, (int, np.integer)) else None
+            firms, self.demography = _synthetic_population(
+                key, population_rng, demography_rng, scenario.end_year, with_demography)
+        else:
+            if firms is None:
+                firms = load_firms(scenario.firms.table, scenario.firms.mac, population_rng,
+                                   scenario.start_year)
+            if with_demography and firms.options is not None:
+                firms, self.demography = investment.plan_demography(demography_rng, firms,
+                                                                    scenario.end_year)
+        self.dynamic = scenario.investment.enabled and firms.options is not None
+        self.firms = firms = _apply_mac_scales(firms, scenario)
         self.investment = investment.InvestmentState.new(firms.options) if self.dynamic else None
         self.year = scenario.start_year - 1
         self.ledger = Ledger(firms.n)
-        self.cap_state = policy.CapState(first={})
         self.previous_price: float | None = None
         self.history: list[dict] = []
         self.firm_rows: list[dict[str, np.ndarray]] = []
@@ -120,9 +132,10 @@ class CarbonMarket(mesa.Model):
             ex.discount_rate, scenario.compliance.reference_price)
         if self.expectations.needs_path:
             self.expectations.path, self.expectations.path_bank = self._project()
-        self.state: dict[str, np.ndarray] = {k: np.zeros(firms.n) for k in (
+        self._state: dict[str, np.ndarray] | None = {k: np.zeros(firms.n) for k in (
             "covered", "output", "emissions", "abatement", "allocation", "cea_bought",
             "ccer_used", "banked", "mac", "total_cost")}
+        self._state_of: Callable[[], dict[str, np.ndarray]] | None = None
         fr = scenario.frictions
         self.participation = None  # participation types, drawn only when frictions are set
         if fr.transaction_cost > 0 or fr.own_surplus_share > 0 or fr.no_trade_share > 0:
@@ -136,6 +149,29 @@ class CarbonMarket(mesa.Model):
                              for k in ("cea_price", "ccer_price", "emissions", "abatement",
                                        "allocation", "ccer_used", "shortfall", "total_cost")}
         )
+
+    @property
+    def config(self) -> Scenario:
+        """The scenario. Replacing it between steps changes the rules from the next year on (an
+        unannounced policy change: the perfect-foresight path keeps the old rules)."""
+        return self._config
+
+    @config.setter
+    def config(self, scenario: Scenario) -> None:
+        self._config = scenario
+        year = getattr(self, "year", scenario.start_year - 1)
+        for y in [y for y in self._exo if y > year]:  # forget the inputs of the years to come
+            del self._exo[y]
+            self._caps.pop(y, None)
+        self.cap_state.first = dict(self._caps.get(year, {}))
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """This year's per-firm arrays (see the class docstring), built when first read: batch
+        runs that keep only the yearly totals never build them."""
+        if self._state is None and self._state_of is not None:
+            self._state, self._state_of = self._state_of(), None
+        return self._state
 
     @property
     def done(self) -> bool:
@@ -158,45 +194,72 @@ class CarbonMarket(mesa.Model):
             self.step()
 
     # ------------------------------------------------------------------ one year
-    def _inputs(self, year: int, cap_state: policy.CapState,
-                projection: bool = False) -> YearInputs:
+    def _exogenous(self, year: int) -> YearInputs:
+        """``year``'s inputs that do not depend on the market (no curves yet): output,
+        unabated emissions, coverage, allocation and CCER supply.
+
+        Computed once per year and kept (the perfect-foresight projection and the simulation
+        share them), always in year order from the first year, because an absolute cap is fixed
+        from the allocation of its first year (:attr:`cap_state`).
+        """
+        hit = self._exo.get(year)
+        if hit is not None:
+            return hit
+        sc, f = self.config, self.firms
+        for y in range(max(self._exo, default=sc.start_year - 1) + 1, year + 1):
+            out_factor, em_factor = policy.growth_factor(f, sc, y)
+            output = f.output * out_factor
+            e = f.emissions * em_factor
+            active = None
+            if self.demography is not None:
+                mult, active = investment.demography(self.demography, y)
+                output, e = output * mult, e * mult
+            cov = policy.covered(f, e, sc, y)
+            if active is not None:
+                cov &= active
+            grand = cov & policy.grandfathered(f, sc, y)
+            mkt = cov & ~grand
+            free, auctioned = policy.allocate(f, sc, y, output, e, mkt, self.cap_state)
+            if grand.any():
+                free = free + np.where(grand, e, 0.0)
+            for a in (output, e, cov, grand, mkt, free):  # shared by the projection and the run
+                a.flags.writeable = False
+            self._caps[y] = dict(self.cap_state.first)
+            self._exo[y] = YearInputs(y, output, e, cov, grand, mkt, free, auctioned, None,
+                                      policy.offset_supply(sc, y), em_factor=em_factor)
+        return self._exo[year]
+
+    def _inputs(self, year: int) -> YearInputs:
         """Everything about ``year`` that does not depend on the market's history.
 
         With investment, the yearly MAC curves hold the operational options (capital options
-        come in through :meth:`_invest`); a ``projection`` (the perfect-foresight path) puts the
-        capital options in the curves as well, as one-year options at their levelised cost.
+        come in through :meth:`_invest`).
         """
         sc, f = self.config, self.firms
-        out_factor, em_factor = policy.growth_factor(f, sc, year)
-        output = f.output * out_factor
-        e = f.emissions * em_factor
-        active = np.ones(f.n, dtype=bool)
-        if self.demography is not None:
-            mult, active = investment.demography(self.demography, year)
-            output, e = output * mult, e * mult
-        cov = policy.covered(f, e, sc, year) & active
-        grand = cov & policy.grandfathered(f, sc, year)
-        mkt = cov & ~grand
-        free, auctioned = policy.allocate(f, sc, year, output, e, mkt, cap_state)
-        free = free + np.where(grand, e, 0.0)
+        x = self._exogenous(year)
+        mkt = x.market
         costs = None
-        if self.dynamic:
-            options, learning = f.options.take(mkt), sc.investment.learning
-            if projection:  # from nothing adopted, for the market's firms only
-                state = investment.InvestmentState.new(options)
-                curves = investment.operational_curves(
-                    options, e[mkt], year, state.cumulative, learning=learning,
-                    include_capital=True, state=state)
-            else:  # operational options only: no state needed; _invest uses the costs
-                costs = investment.option_costs(f.options, year, self.investment.cumulative,
-                                                learning=learning)
-                curves = investment.operational_curves(
-                    options, e[mkt], year, self.investment.cumulative,
-                    costs=costs.take(np.flatnonzero(mkt), axis=0))
+        if self.dynamic:  # operational options only: _invest uses the costs
+            costs = investment.option_costs(f.options, year, self.investment.cumulative,
+                                            learning=sc.investment.learning)
+            curves = investment.operational_curves(
+                f.options.take(mkt), x.emissions[mkt], year, self.investment.cumulative,
+                costs=costs.take(np.flatnonzero(mkt), axis=0))
         else:
-            curves = f.mac.select(mkt).scaled(em_factor[mkt])
-        return YearInputs(year, output, e, cov, grand, mkt, free, auctioned, curves,
-                          policy.offset_supply(sc, year), costs)
+            curves = f.mac.select(mkt).scaled(x.em_factor[mkt])
+        return dataclasses.replace(x, curves=curves, costs=costs)
+
+    def _projected_supply(self, x: YearInputs) -> Knots:
+        """The market's abatement supply in the perfect-foresight projection: with investment,
+        every option (capital ones as one-year options at their levelised cost) from nothing
+        adopted."""
+        f, mkt = self.firms, x.market
+        if not self.dynamic:
+            return f.mac.select(mkt).scaled(x.em_factor[mkt]).knots()
+        options = f.options.take(mkt)
+        return investment.option_knots(options, x.emissions[mkt], x.year,
+                                       options.initial_deployment, include_capital=True,
+                                       learning=self.config.investment.learning)
 
     def _invest(self, x: YearInputs) -> np.ndarray:
         """Firms in the market adopt the capital options that pay at their expected prices.
@@ -230,13 +293,12 @@ class CarbonMarket(mesa.Model):
         """The perfect-foresight path over the scenario's years (unlimited banking): prices and
         the market's bank at the end of each year."""
         sc = self.config
-        state = policy.CapState(first=dict(self.cap_state.first))
         markets, years = [], range(sc.start_year, sc.end_year + 1)
         flat = sc.compliance.penalty if sc.compliance.penalty is not None else math.inf
         for year in years:
-            x = self._inputs(year, state, projection=True)
+            x = self._exogenous(year)
             markets.append(YearMarket(
-                x.curves.knots(), float(x.emissions[x.market].sum()),
+                self._projected_supply(x), float(x.emissions[x.market].sum()),
                 float(x.free[x.market].sum() + x.auctioned), x.offsets, sc.offsets.limit,
                 upper=min(sc.prices.ceiling, flat), lower=sc.prices.floor))
         borrow = [sc.banking.borrowing * m.issued for m in markets[1:]] + [0.0]
@@ -246,7 +308,7 @@ class CarbonMarket(mesa.Model):
 
     def _simulate_year(self, year: int) -> None:
         sc, f = self.config, self.firms
-        x = self._inputs(year, self.cap_state)
+        x = self._inputs(year)
         e, cov, grand, mkt, free, auctioned = (x.emissions, x.covered, x.grandfathered,
                                                 x.market, x.free, x.auctioned)
         holdings, bank_in, deducted = self.ledger.opening(free)
@@ -348,20 +410,24 @@ class CarbonMarket(mesa.Model):
         carry_limit[mkt] = np.maximum(carry_limit[mkt], full["carry"][mkt])
         self.ledger.record(rec, carry_limit, sc.compliance.deduct_shortfall)
         self.last_net_sales = net_sales
-        mac = np.zeros(n)
-        mac[mkt] = curves.marginal_cost(pos.abatement)
         cost = (full["abatement_cost"] + full["offset_cost"] + full["trade_cost"]
                 + full["penalty_cost"])
         verified = np.where(cov, e - full["abatement"], 0.0)
-        self.state = {
-            "covered": cov.astype(float), "output": x.output, "emissions": verified,
-            "abatement": full["abatement"], "allocation": free - deducted,
-            "cea_bought": full["bought"], "ccer_used": full["offsets"], "banked": rec.banked,
-            "mac": mac, "total_cost": cost, "unabated": np.where(cov, e, 0.0),
-            "surrendered": full["surrendered"], "shortfall": full["shortfall"],
-            "abatement_cost": full["abatement_cost"], "offset_cost": full["offset_cost"],
-            "trade_cost": full["trade_cost"], "penalty_cost": full["penalty_cost"],
-        }
+
+        def firm_state() -> dict[str, np.ndarray]:
+            mac = np.zeros(n)
+            mac[mkt] = curves.marginal_cost(pos.abatement)
+            return {
+                "covered": cov.astype(float), "output": x.output, "emissions": verified,
+                "abatement": full["abatement"], "allocation": free - deducted,
+                "cea_bought": full["bought"], "ccer_used": full["offsets"],
+                "banked": rec.banked, "mac": mac, "total_cost": cost,
+                "unabated": np.where(cov, e, 0.0), "surrendered": full["surrendered"],
+                "shortfall": full["shortfall"], "abatement_cost": full["abatement_cost"],
+                "offset_cost": full["offset_cost"], "trade_cost": full["trade_cost"],
+                "penalty_cost": full["penalty_cost"],
+            }
+        self._state, self._state_of = None, firm_state
         total = float(cost.sum())
         capex_total = float(capex[mkt].sum())  # capital charges: the same with or without trading
         resource = _resource_cost(pos, ccer, ccer_price) + capex_total
@@ -414,9 +480,47 @@ class YearInputs:
     market: np.ndarray  # covered and not grandfathered: the firms that trade
     free: np.ndarray
     auctioned: float
-    curves: MACCurves  # MAC curves of the market's firms
+    curves: MACCurves | None  # MAC curves of the market's firms (None: not built yet)
     offsets: Knots
     costs: np.ndarray | None = None  # this year's option costs (investment, not projection)
+    em_factor: np.ndarray | None = None  # emissions relative to the base year (growth only)
+
+
+_POPULATIONS: dict[tuple, tuple[Firms, investment.Demography | None]] = {}
+
+
+def _synthetic_population(key: tuple | None, population_rng: np.random.Generator,
+                          demography_rng: np.random.Generator, end_year: int,
+                          with_demography: bool
+                          ) -> tuple[Firms, investment.Demography | None]:
+    """The calibrated population with its planned entrants and retirements, built once per
+    ``key`` (seed, last year, demography) and kept: the runs of a sweep share it. Its arrays are
+    read-only (runs derive their own)."""
+    hit = _POPULATIONS.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    firms, plan = synthetic_firms(population_rng), None
+    if with_demography and firms.options is not None:
+        firms, plan = investment.plan_demography(demography_rng, firms, end_year)
+    for a in _arrays(firms):
+        a.flags.writeable = False
+    if key is not None:
+        if len(_POPULATIONS) >= 8:
+            _POPULATIONS.pop(next(iter(_POPULATIONS)))
+        _POPULATIONS[key] = (firms, plan)
+    return firms, plan
+
+
+def _arrays(obj: object) -> list[np.ndarray]:
+    """The numpy arrays of a dataclass and of the dataclasses in it."""
+    out = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray):
+            out.append(v)
+        elif dataclasses.is_dataclass(v):
+            out += _arrays(v)
+    return out
 
 
 def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:

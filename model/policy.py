@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from model.scenario import Scenario
 from model.tables import load_ccer_supply
 
 COAL_TYPES = ("coal_gt300", "coal_le300", "coal_unconv")
-_GROUPS: dict[int, tuple] = {}
+_GROUPS: dict[tuple[int, int], tuple] = {}
 
 
 def _groups(firms: Firms) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -42,23 +43,40 @@ def _groups(firms: Firms) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
     Computed once per population (string sorting is the slow part of the yearly rules).
     """
-    hit = _GROUPS.get(id(firms))
-    if hit is not None and hit[0] is firms:
-        return hit[1]
+    key = (id(firms.sector), id(firms.firm_type))  # copies of a population share the arrays
+    hit = _GROUPS.get(key)
+    if hit is not None and hit[0] is firms.sector and hit[1] is firms.firm_type:
+        return hit[2]
     sectors, s_inv = np.unique(firms.sector.astype(str), return_inverse=True)
     keys = np.char.add(np.char.add(firms.sector.astype(str), "|"), firms.firm_type.astype(str))
     types, t_inv = np.unique(keys, return_inverse=True)
     if len(_GROUPS) > 8:
         _GROUPS.clear()
-    _GROUPS[id(firms)] = (firms, (sectors, s_inv, types, t_inv))
+    _GROUPS[key] = (firms.sector, firms.firm_type, (sectors, s_inv, types, t_inv))
     return sectors, s_inv, types, t_inv
 NEW_SECTOR_BASE_EXEMPT = ("power",)  # sectors that use the 10,000 t carry-over base
 
 
 def _type_mask(firms: Firms, types: tuple[str, ...]) -> np.ndarray:
-    """Firms whose type is one of ``types``."""
+    """Firms whose type is one of ``types`` (read-only; kept per population)."""
     _, _, keys, t_inv = _groups(firms)
-    return np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)[t_inv]
+    cache_key = ("type_mask", id(firms.sector), id(firms.firm_type), types)
+    hit = _DERIVED.get(cache_key)
+    if hit is not None and hit[0] is firms.sector and hit[1] is firms.firm_type:
+        return hit[2]
+    mask = np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)[t_inv]
+    mask.flags.writeable = False
+    _remember(cache_key, (firms.sector, firms.firm_type, mask))
+    return mask
+
+
+_DERIVED: dict[tuple, tuple] = {}  # values derived from a population's arrays, kept per arrays
+
+
+def _remember(key: tuple, value: tuple) -> None:
+    if len(_DERIVED) > 256:
+        _DERIVED.clear()
+    _DERIVED[key] = value
 
 
 def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +130,14 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     rows (their mean), and a sector without rows its firms' mean intensity in the base year.
     """
     _, _, uniq, inverse = _groups(firms)
-    values = np.array([_schedule(firms, key, year, decline) for key in uniq])
+    key = ("benchmarks", id(firms.sector), id(firms.firm_type), id(firms.emissions),
+           id(firms.output), year, decline)
+    hit = _DERIVED.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], (
+            firms.sector, firms.firm_type, firms.emissions, firms.output))):
+        return hit[1][inverse]
+    values = np.array([_schedule(firms, k, year, decline) for k in uniq])
+    _remember(key, ((firms.sector, firms.firm_type, firms.emissions, firms.output), values))
     return values[inverse]
 
 
@@ -185,24 +210,26 @@ def allocate(
     cfg = scenario.allocation
     if firms.allocation is not None:
         return np.where(in_market, firms.allocation, 0.0), 0.0
-    alloc = benchmarks(firms, year, cfg.benchmark_decline) * output
-    alloc = np.where(in_market, alloc, 0.0)
-    capped = np.zeros(firms.n, dtype=bool)
+    alloc = np.where(in_market, benchmarks(firms, year, cfg.benchmark_decline) * output, 0.0)
     sectors, s_inv, _, _ = _groups(firms)
-    for code in np.unique(s_inv[in_market]):
+    totals = np.bincount(s_inv, weights=alloc, minlength=sectors.size)  # per sector, t
+    present = np.bincount(s_inv, weights=in_market, minlength=sectors.size) > 0
+    factor, is_capped = np.ones(sectors.size), np.zeros(sectors.size, dtype=bool)
+    for code in np.flatnonzero(present):
         sector = str(sectors[code])
         start = cap_start(scenario, sector)
         if start is None or year < start:
             continue
-        m = in_market & (s_inv == code)
-        capped |= m
+        is_capped[code] = True
         if sector not in cap_state.first:
-            cap_state.first[sector] = float(alloc[m].sum())
+            cap_state.first[sector] = float(totals[code])
         cap = cap_state.first[sector] * max(
             0.0, 1.0 - cfg.linear_reduction_factor * (year - start))
-        total = alloc[m].sum()
-        if total > 0:
-            alloc[m] *= cap / total
+        if totals[code] > 0:
+            factor[code] = cap / totals[code]
+    if is_capped.any():
+        alloc *= factor[s_inv]
+    capped = in_market & is_capped[s_inv]
     # Exemptions of the intensity-based system; a sector under an absolute cap has none.
     if cfg.gas_never_short:
         gas = in_market & ~capped & _type_mask(firms, ("gas",))
@@ -216,11 +243,27 @@ def allocate(
 
 
 def offset_supply(scenario: Scenario, year: int) -> Knots:
-    """The CCER supply curve usable for vintage ``year`` as knots (cost yuan/t, quantity t)."""
-    q, c = load_ccer_supply(scenario.offsets.supply, year, scenario.offsets.supply_scale,
-                            scenario.offsets.old_ccer_until)
-    curve = MACCurves.from_long(np.zeros(q.size, dtype=np.int64), q, c, 1)
-    return curve.knots()
+    """The CCER supply curve usable for vintage ``year`` as knots (cost yuan/t, quantity t).
+
+    The unscaled curve of a (table, year) is read once and kept (a sweep reads it in every run);
+    ``supply_scale`` multiplies its quantities. A user table is read again when it changes.
+    """
+    o = scenario.offsets
+    stamp = None if o.supply is None else Path(o.supply).stat().st_mtime_ns
+    k = _offset_knots(o.supply, stamp, year, o.old_ccer_until)
+    scale = float(o.supply_scale)
+    return k if scale == 1.0 else Knots(k.x, k.jump * scale, k.slope * scale)
+
+
+@functools.lru_cache(maxsize=512)
+def _offset_knots(path: Path | None, stamp: int | None, year: int, old_until: int) -> Knots:
+    """The unscaled CCER supply knots of ``path`` (None: the project table) for ``year``;
+    ``stamp`` (the file's modification time) keys the cache."""
+    q, c = load_ccer_supply(path, year, 1.0, old_until)
+    k = MACCurves.from_long(np.zeros(q.size, dtype=np.int64), q, c, 1).knots()
+    for a in (k.x, k.jump, k.slope):  # shared by every caller: nobody may change them
+        a.flags.writeable = False
+    return k
 
 
 def penalty_level(scenario: Scenario, previous_price: float | None) -> float:
@@ -251,6 +294,5 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
     if b.carry_over == "unlimited":
         return np.full(firms.n, np.inf)
     sectors, s_inv, _, _ = _groups(firms)
-    old = np.isin(sectors, NEW_SECTOR_BASE_EXEMPT)[s_inv]
-    base = np.where(old, b.base, b.base_new_sectors)
+    base = np.where(np.isin(sectors, NEW_SECTOR_BASE_EXEMPT), b.base, b.base_new_sectors)[s_inv]
     return base + b.sales_multiple * np.maximum(net_sales, 0.0)

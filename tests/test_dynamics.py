@@ -58,7 +58,7 @@ def test_perfect_foresight_follows_hotelling_and_is_least_cost(tmp_path: Path) -
     sc = m.config
     curves, emissions, issued = [], [], []
     for year in range(sc.start_year, sc.end_year + 1):
-        x = m._inputs(year, type(m.cap_state)(first={}))
+        x = m._inputs(year)
         curves.append(x.curves)
         emissions.append(x.emissions[x.market].sum())
         issued.append(x.free[x.market].sum() + x.auctioned)

@@ -264,6 +264,30 @@ def test_operational_curves_are_the_step_curves_of_the_usable_options(seed):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_option_knots_are_the_aggregate_of_the_step_curves(seed):
+    """The projection's supply (no per-firm curves) equals the sum of the firms' curves at
+    every price, also exactly at option costs (flat segments) and with any share of them."""
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 80)), int(rng.integers(1, 6))
+    kind = rng.choice(["operational", "capital"], k)
+    o = make_options(rng.choice([-20.0, 0.0, 35.0, 80.0, 400.0], (n, k)),
+                     rng.choice([0.0, 0.05, 0.2], (n, k)), kind=kind,
+                     first_year=rng.choice([2000, 2030], k),
+                     learning_rate=rng.uniform(0, 0.2, k), cost_decline=rng.uniform(0, 0.03, k))
+    e = rng.uniform(3e4, 1e6, n)
+    st = inv.InvestmentState.new(o)
+    for capital in (False, True):
+        knots = inv.option_knots(o, e, 2035, o.initial_deployment, include_capital=capital)
+        curves = inv.operational_curves(o, e, 2035, o.initial_deployment, state=st,
+                                        include_capital=capital)
+        prices = np.concatenate((np.unique(knots.x), [-1e9, 0.0, 60.0, 1e9]))
+        for p in prices:
+            for theta in (0.0, 0.4, 1.0):
+                assert knots.at(float(p), theta) == pytest.approx(
+                    curves.abatement_at(float(p), theta).sum(), rel=1e-12, abs=1e-6)
+
+
 def test_results_do_not_depend_on_the_layout(pop):
     """The compact slots and one column per option give the same costs, curves and adoptions."""
     o = pop.options

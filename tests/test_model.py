@@ -52,6 +52,31 @@ def test_same_seed_same_bytes_and_different_seeds_differ(tmp_path: Path) -> None
     assert outs[0]["firms.csv"] != outs[2]["firms.csv"]
 
 
+def test_runs_sharing_a_population_do_not_change_each_other() -> None:
+    """Runs of one seed share the population (built once); a run with other MAC costs, or a
+    policy change during a run, must leave it as it was."""
+    sc = load_scenario(BASELINE).replace(end_year=2027)
+
+    def years(scenario: Scenario, change: bool = False) -> list[dict]:
+        m = CarbonMarket(scenario, agents=False, record_firms=False)
+        m.step()
+        if change:  # an unannounced policy change after the first year
+            m.config = m.config.replace(allocation={"benchmark_decline": 0.2})
+        m.run()
+        return m.history
+
+    first = years(sc)
+    other = years(sc.replace(mac={"cost_scale": {"power": 3.0}}), change=True)
+    assert other != first
+    assert years(sc) == first
+    # the same population is reused, read-only
+    a = CarbonMarket(sc, agents=False, record_firms=False)
+    b = CarbonMarket(sc, agents=False, record_firms=False)
+    assert a.firms.emissions is b.firms.emissions
+    with pytest.raises(ValueError):
+        a.firms.emissions[0] = 0.0
+
+
 def test_allowances_conserved_every_year(tables: Path) -> None:
     path = write_scenario(tables, "[allocation]\nbenchmark_decline = 0.2\n"
                           "auction_share = 0.1\n[banking]\ncarry_over = \"unlimited\"\n",
