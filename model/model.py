@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import mesa
 import numpy as np
 
-from model import investment, policy
+from model import demography, investment, policy
 from model.agents import Firm
 from model.expectations import PERFECT, Expectations
 from model.frictions import clear_with_frictions, participation_types
@@ -115,7 +115,7 @@ class CarbonMarket(mesa.Model):
                 firms = load_firms(scenario.firms.table, scenario.firms.mac, population_rng,
                                    scenario.start_year)
             if with_demography and firms.options is not None:
-                firms, self.demography = investment.plan_demography(demography_rng, firms,
+                firms, self.demography = demography.plan_demography(demography_rng, firms,
                                                                     scenario.end_year)
         self.dynamic = scenario.investment.enabled and firms.options is not None
         self.firms = firms = _apply_mac_scales(firms, scenario)
@@ -212,7 +212,7 @@ class CarbonMarket(mesa.Model):
             e = f.emissions * em_factor
             active = None
             if self.demography is not None:
-                mult, active = investment.demography(self.demography, y)
+                mult, active = demography.demography(self.demography, y)
                 output, e = output * mult, e * mult
             cov = policy.covered(f, e, sc, y)
             if active is not None:
@@ -486,13 +486,13 @@ class YearInputs:
     em_factor: np.ndarray | None = None  # emissions relative to the base year (growth only)
 
 
-_POPULATIONS: dict[tuple, tuple[Firms, investment.Demography | None]] = {}
+_POPULATIONS: dict[tuple, tuple[Firms, demography.Demography | None]] = {}
 
 
 def _synthetic_population(key: tuple | None, population_rng: np.random.Generator,
                           demography_rng: np.random.Generator, end_year: int,
                           with_demography: bool
-                          ) -> tuple[Firms, investment.Demography | None]:
+                          ) -> tuple[Firms, demography.Demography | None]:
     """The calibrated population with its planned entrants and retirements, built once per
     ``key`` (seed, last year, demography) and kept: the runs of a sweep share it. Its arrays are
     read-only (runs derive their own)."""
@@ -501,7 +501,7 @@ def _synthetic_population(key: tuple | None, population_rng: np.random.Generator
         return hit
     firms, plan = synthetic_firms(population_rng), None
     if with_demography and firms.options is not None:
-        firms, plan = investment.plan_demography(demography_rng, firms, end_year)
+        firms, plan = demography.plan_demography(demography_rng, firms, end_year)
     for a in _arrays(firms):
         a.flags.writeable = False
     if key is not None:

@@ -11,7 +11,7 @@ Calibration data live in ``model/data/*.csv`` (every row with a ``source`` and `
   of a firm's emissions) from which each firm's step MAC curve is drawn;
 * ``ccer_projects.csv`` — CCER project types (t/yr, yuan/t, first and last usable vintage).
 * ``demography.csv`` — per firm type: output growth spread, retirement and entry (used by
-  :func:`model.investment.plan_demography`).
+  :func:`model.demography.plan_demography`).
 
 Everything is built as arrays (structure of arrays); random draws are vectorised and come from
 the caller's ``numpy.random.Generator`` only, so a seed fixes the population.

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model import demography as dem
 from model import investment as inv
 from model.mac import MACCurves
 from model.population import (
@@ -53,7 +54,7 @@ def pop():
 
 @pytest.fixture(scope="module")
 def planned(pop):
-    return inv.plan_demography(np.random.default_rng(5), pop, 2050)
+    return dem.plan_demography(np.random.default_rng(5), pop, 2050)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -136,7 +137,7 @@ def test_population_backward_compatible(pop, tmp_path):
     plain = Firms(firm_id=pop.firm_id, sector=pop.sector, firm_type=pop.firm_type,
                   emissions=pop.emissions, output=pop.output, allocation=None, mac=pop.mac,
                   base_year=2024)
-    assert plain.options is None and inv.is_active(plain, 2040).all()
+    assert plain.options is None and dem.is_active(plain, 2040).all()
     table = tmp_path / "firms.csv"
     table.write_text("firm_id,sector,emissions\na,power,786100\nb,steel,300000\n")
     drawn = load_firms(table, None, np.random.default_rng(0), 2025)
@@ -297,7 +298,7 @@ def test_results_do_not_depend_on_the_layout(pop):
     rng = np.random.default_rng(4)
     e = pop.emissions * rng.uniform(0.8, 1.2, pop.n)
     prices = np.cumsum(rng.uniform(-5, 30, (pop.n, 30)), axis=1) + 50
-    until = np.where(rng.random(pop.n) < 0.3, rng.integers(2030, 2060, pop.n), inv.NEVER)
+    until = np.where(rng.random(pop.n) < 0.3, rng.integers(2030, 2060, pop.n), dem.NEVER)
     eligible = rng.random(pop.n) < 0.8
     sc, sd = inv.InvestmentState.new(o), inv.InvestmentState.new(dense)
     for year in (2030, 2035, 2052):
@@ -454,7 +455,7 @@ def test_shared_price_paths_give_the_same_adoptions(rate):
     paths = np.vstack((np.full(30, 120.0), np.full(30, 60.0),
                        np.cumsum(rng.uniform(0, 20, 30)) + 50))
     path = rng.integers(0, 3, n)
-    until = np.where(rng.random(n) < 0.4, rng.integers(2025, 2060, n), inv.NEVER)
+    until = np.where(rng.random(n) < 0.4, rng.integers(2025, 2060, n), dem.NEVER)
     eligible = rng.random(n) < 0.9
     pt = o.tonnes(rng.uniform(3e4, 1e6, n))
     shared, own = inv.InvestmentState.new(o), inv.InvestmentState.new(o)
@@ -486,18 +487,18 @@ def test_pv_average_per_slot_lifetimes():
 
 # ---------------------------------------------------------------------------------- demography
 def test_demography_is_deterministic_per_seed(pop):
-    a, pa = inv.plan_demography(np.random.default_rng(9), pop, 2050)
-    b, pb = inv.plan_demography(np.random.default_rng(9), pop, 2050)
-    c, pc = inv.plan_demography(np.random.default_rng(10), pop, 2050)
+    a, pa = dem.plan_demography(np.random.default_rng(9), pop, 2050)
+    b, pb = dem.plan_demography(np.random.default_rng(9), pop, 2050)
+    c, pc = dem.plan_demography(np.random.default_rng(10), pop, 2050)
     for name in ("firm_id", "sector", "firm_type", "emissions", "output", "active_from",
                  "active_until"):
         assert np.array_equal(getattr(a, name), getattr(b, name))
     for name in ("start", "abatement", "cost"):
         assert np.array_equal(getattr(a.mac, name), getattr(b.mac, name))
     assert np.array_equal(pa.deviation, pb.deviation)
-    assert np.array_equal(inv.demography(pa, 2040)[0], inv.demography(pb, 2040)[0])
-    mult, active = inv.demography(pa, 2040)  # asked again (each year is computed once)
-    assert np.array_equal(mult, inv.demography(pb, 2040)[0]) and active.sum() > 0
+    assert np.array_equal(dem.demography(pa, 2040)[0], dem.demography(pb, 2040)[0])
+    mult, active = dem.demography(pa, 2040)  # asked again (each year is computed once)
+    assert np.array_equal(mult, dem.demography(pb, 2040)[0]) and active.sum() > 0
     assert not mult.flags.writeable and not active.flags.writeable
     assert not np.array_equal(pa.deviation[:pop.n], pc.deviation[:pop.n])
     assert not np.array_equal(a.active_until[:pop.n], c.active_until[:pop.n])
@@ -509,7 +510,7 @@ def test_retirements_and_entrants_change_the_active_set(pop, planned):
     assert firms.n > n0 and firms.mac.n_firms == firms.n == firms.options.cost.shape[0]
     assert len(set(firms.firm_id)) == firms.n
     np.testing.assert_array_equal(firms.emissions[:n0], pop.emissions)
-    counts = {y: inv.demography(plan, y)[1] for y in (2024, 2030, 2040, 2050)}
+    counts = {y: dem.demography(plan, y)[1] for y in (2024, 2030, 2040, 2050)}
     assert counts[2024].sum() == n0  # base year: the incumbents, no entrant yet
     small = firms.firm_type == "coal_le300"
     share = demography_table().set_index("firm_type").loc["coal_le300", "retire_share"]
@@ -520,13 +521,13 @@ def test_retirements_and_entrants_change_the_active_set(pop, planned):
     assert (firms.active_from[entrant] > pop.base_year).all()
     assert (firms.active_from[entrant] <= 2050).all()
     for year in (2026, 2033):
-        act = counts.get(year, inv.demography(plan, year)[1])
+        act = counts.get(year, dem.demography(plan, year)[1])
         np.testing.assert_array_equal(act[entrant], firms.active_from[entrant] <= year)
     gas = firms.firm_type == "gas"
     assert counts[2040][gas].sum() > counts[2024][gas].sum()
-    np.testing.assert_array_equal(inv.is_active(firms, 2040), counts[2040])
+    np.testing.assert_array_equal(dem.is_active(firms, 2040), counts[2040])
     # coverage counts follow: firms above the threshold change over time
-    covered = [(firms.emissions * inv.demography(plan, y)[0] >= THRESHOLD).sum()
+    covered = [(firms.emissions * dem.demography(plan, y)[0] >= THRESHOLD).sum()
                for y in (2024, 2035, 2050)]
     assert len(set(covered)) == 3
 
@@ -536,7 +537,7 @@ def test_output_multipliers_keep_group_totals_and_vanish_when_inactive(pop, plan
     n0 = pop.n
     key = pd.Series(firms.sector.astype(str)) + "|" + pd.Series(firms.firm_type.astype(str))
     for year in (2024, 2031, 2050):
-        mult, active = inv.demography(plan, year)
+        mult, active = dem.demography(plan, year)
         assert (mult[~active] == 0).all() and (mult[active] > 0).all()
         # incumbents: the emission-weighted mean of growth / norm is 1 per group (retired incl.)
         growth = (1 + plan.deviation[:n0]) ** (year - pop.base_year)
@@ -549,14 +550,14 @@ def test_output_multipliers_keep_group_totals_and_vanish_when_inactive(pop, plan
         none_retired = pd.Series(~active[:n0]).groupby(key[:n0].to_numpy()).sum() == 0
         base = pd.Series(pop.emissions).groupby(key[:n0].to_numpy()).sum()
         np.testing.assert_allclose(kept[none_retired], base[none_retired], rtol=1e-9)
-    mult, active = inv.demography(plan, 2050)
+    mult, active = dem.demography(plan, 2050)
     assert mult[active].std() > 0.05  # firms grow at different rates
 
 
 def test_a_table_without_rates_changes_nothing(pop):
     zero = demography_table().assign(growth_sigma=0.0, retire_share=0.0, entry_rate=0.0)
-    firms, plan = inv.plan_demography(np.random.default_rng(1), pop, 2060, table=zero)
+    firms, plan = dem.plan_demography(np.random.default_rng(1), pop, 2060, table=zero)
     assert firms.n == pop.n
     for year in (2024, 2040, 2060):
-        mult, active = inv.demography(plan, year)
+        mult, active = dem.demography(plan, year)
         assert active.all() and np.allclose(mult, 1.0)
