@@ -76,7 +76,7 @@ class Expectations:
         value (the terminal condition of the path), so nobody with foresight banks into it.
         """
         nxt = self.path.get(year + 1, 0.0)
-        return np.choose(self.rule, (self.last_price, self.adaptive, nxt))
+        return np.array((self.last_price, self.adaptive, nxt)).take(self.rule)
 
     def threshold(self, year: int) -> np.ndarray:
         """The price below which each firm holds allowances for next year (discounted), yuan/t."""

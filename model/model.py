@@ -261,8 +261,12 @@ class CarbonMarket(mesa.Model):
                                        options.initial_deployment, include_capital=True,
                                        learning=self.config.investment.learning)
 
-    def _invest(self, x: YearInputs) -> np.ndarray:
+    def _invest(self, x: YearInputs, expected: np.ndarray) -> np.ndarray:
         """Firms in the market adopt the capital options that pay at their expected prices.
+
+        Args:
+            x: The year's inputs.
+            expected: Each firm's expected price for next year, yuan/t.
 
         Returns the abatement locked in by capital options this year, t per firm.
         """
@@ -271,7 +275,7 @@ class CarbonMarket(mesa.Model):
         # The distinct expected price paths and each firm's path (firms sharing one share its
         # sums): flat at the expected price, one per rule (myopic, adaptive), and the
         # perfect-foresight path.
-        expected, path = ex.next_price(year), ex.rule.astype(np.intp)
+        path = ex.rule.astype(np.intp)
         flat = np.zeros(int(path.max(initial=0)) + 1)
         flat[path] = expected
         if not np.array_equal(flat[path], expected):  # firms of a rule expect different prices
@@ -313,9 +317,10 @@ class CarbonMarket(mesa.Model):
                                                 x.market, x.free, x.auctioned)
         holdings, bank_in, deducted = self.ledger.opening(free)
         curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
-        locked = self._invest(x) if self.dynamic else np.zeros(f.n)  # capital options in use
+        expected = self.expectations.next_price(year)  # each firm's price for next year
+        locked = self._invest(x, expected) if self.dynamic else None  # capital options in use
         capex = (investment.capital_cost(self.investment, year) if self.dynamic
-                 else np.zeros(f.n))
+                 else np.zeros(f.n))  # yearly capital charges, yuan
         penalty = policy.penalty_level(sc, self.previous_price)
         price_cap = penalty
         if sc.compliance.penalty is None:
@@ -324,13 +329,13 @@ class CarbonMarket(mesa.Model):
             price_cap = min(penalty, max(float(np.max(curves.cost, initial=0.0)),
                                          float(np.max(ccer.x, initial=0.0))))
         bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=price_cap)
-        e_m, h_m = (e - locked)[mkt], holdings[mkt]
+        e_m, h_m = (e if locked is None else e - locked)[mkt], holdings[mkt]
         # Banking demand: each firm holds allowances while its discounted expected price is
         # above today's, within its carry-over limit, and may borrow above it.
         carry = policy.carry_over_limit(f, sc, self.last_net_sales)[mkt]
         capacity = np.minimum(carry, float(free.sum() + auctioned + holdings.sum()))
         borrow = sc.banking.borrowing * free[mkt] if sc.banking.enabled else 0.0 * free[mkt]
-        threshold = self.expectations.threshold(year)[mkt]
+        threshold = expected[mkt] / (1.0 + self.expectations.discount_rate)  # hold above it
         # Firms with perfect foresight hold the path's bank, in proportion to their allocation.
         planned = np.zeros(int(mkt.sum()))
         foresight = self.expectations.rule[mkt] == PERFECT
@@ -382,22 +387,21 @@ class CarbonMarket(mesa.Model):
             extra["total_cost_with_trading"] = _total_cost(with_trade)
             extra["resource_cost_with_trading"] = (_resource_cost(with_trade, ccer, eq.ccer_price)
                                                    + float(capex[mkt].sum()))
-        # back to all firms
+        # back to all firms (one block, one scatter)
         n = f.n
-        full = {k: np.zeros(n) for k in ("abatement", "offsets", "surrendered", "bought",
-                                           "shortfall", "abatement_cost", "offset_cost",
-                                           "trade_cost", "penalty_cost", "borrowed", "carry")}
-        for k, v in (("abatement", pos.abatement), ("offsets", pos.offsets),
-                     ("surrendered", pos.surrendered), ("bought", pos.cea_bought),
-                     ("shortfall", pos.shortfall), ("abatement_cost", pos.abatement_cost),
-                     ("offset_cost", pos.offset_cost), ("trade_cost", pos.trade_cost),
-                     ("penalty_cost", pos.penalty_cost),
-                     ("borrowed", np.maximum(-banked_m, 0.0)),
-                     ("carry", np.maximum(capacity, banked_m))):  # what the firm may hold
-            full[k][mkt] = v
-        full["surrendered"][grand] = e[grand]
-        full["abatement"] += np.where(mkt, locked, 0.0)  # operational + locked-in capital options
-        full["abatement_cost"] += np.where(mkt, capex, 0.0)
+        names = ("abatement", "offsets", "surrendered", "bought", "shortfall", "abatement_cost",
+                 "offset_cost", "trade_cost", "penalty_cost", "borrowed", "carry")
+        block = np.zeros((len(names), n))
+        block[:, mkt] = (pos.abatement, pos.offsets, pos.surrendered, pos.cea_bought,
+                         pos.shortfall, pos.abatement_cost, pos.offset_cost, pos.trade_cost,
+                         pos.penalty_cost, np.maximum(-banked_m, 0.0),
+                         np.maximum(capacity, banked_m))  # carry: what the firm may hold
+        full = dict(zip(names, block))
+        if grand.any():
+            full["surrendered"][grand] = e[grand]
+        if self.dynamic:  # operational + locked-in capital options, and their capital charges
+            full["abatement"] += np.where(mkt, locked, 0.0)
+            full["abatement_cost"] += np.where(mkt, capex, 0.0)
         rec = YearRecord(
             year=year, free=free, bank_in=bank_in, deducted=deducted, bought=full["bought"],
             surrendered=full["surrendered"], ccer=full["offsets"], shortfall=full["shortfall"],
