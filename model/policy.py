@@ -145,14 +145,25 @@ def _schedule(firms: Firms, key: str, year: int, decline: float) -> float:
     """The benchmark of one (sector, firm type) in ``year`` (see :func:`benchmarks`)."""
     years, vals = _benchmark_rows(key)
     if years.size == 0:
-        sector = key.split("|", 1)[0]
-        m = (firms.sector == sector) & (firms.output > 0)
-        return float(firms.emissions[m].sum() / max(firms.output[m].sum(), 1e-12))
+        return _mean_intensity(firms, key.split("|", 1)[0])
     if year <= years[0]:
         return float(vals[0])
     if year >= years[-1]:
         return float(vals[-1] * (1.0 - decline) ** (year - years[-1]))
     return float(vals[years <= year][-1])
+
+
+def _mean_intensity(firms: Firms, sector: str) -> float:
+    """The base-year emissions per unit of output of ``sector``'s firms (kept per population)."""
+    key = ("intensity", id(firms.sector), id(firms.emissions), id(firms.output), sector)
+    hit = _DERIVED.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], (
+            firms.sector, firms.emissions, firms.output))):
+        return hit[1]
+    m = (firms.sector == sector) & (firms.output > 0)
+    value = float(firms.emissions[m].sum() / max(firms.output[m].sum(), 1e-12))
+    _remember(key, ((firms.sector, firms.emissions, firms.output), value))
+    return value
 
 
 @functools.lru_cache(maxsize=256)
