@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from model.intertemporal import YearMarket, hotelling_path
+from model.intertemporal import YearMarket, _Years, hotelling_path, use_at_price
 from model.mac import Knots, MACCurves
 
 EMPTY = Knots(np.empty(0), np.empty(0), np.empty(0))
@@ -112,5 +114,131 @@ def test_borrowing_limit_is_respected_and_lowers_early_prices() -> None:
     some = hotelling_path(markets, 0.03, borrow_limit=0.02 * emissions.mean())
     assert (some.bank >= -0.02 * emissions.mean() - 1e-6).all()
     assert some.prices[0] <= no.prices[0] + 1e-9
-    cost_lp, prices_lp, _ = lp(curves, emissions, issued, 0.03, borrow=0.02 * emissions.mean())
+    _, prices_lp, _ = lp(curves, emissions, issued, 0.03, borrow=0.02 * emissions.mean())
     assert some.prices == pytest.approx(prices_lp, rel=1e-6, abs=1e-6)
+
+
+# ------------------------------------------------------------ the vectorised evaluation
+
+
+def mixed_markets(rng: np.random.Generator, n_years: int, round_costs: bool) -> list[YearMarket]:
+    """Small markets with what the fast evaluation must get right: step curves (with
+    ``round_costs``, costs that recur across years, so that prices land on flats), sloped
+    curves, cheap offsets whose limit binds at high prices, a floor and an upper bound."""
+
+    def costs(values: list[float], shape: tuple[int, int]) -> np.ndarray:
+        if round_costs:
+            return rng.choice(values, shape)
+        return rng.uniform(min(values), max(values), shape)
+
+    out = []
+    for _ in range(n_years):
+        n_firms = int(rng.integers(1, 6))
+        if rng.random() < 0.7:
+            curves = MACCurves.from_options(rng.uniform(0, 50, (n_firms, 3)),
+                                            costs([10.0, 20.0, 35.0, 60.0, 90.0], (n_firms, 3)))
+        else:
+            curves = MACCurves.linear(rng.uniform(0, 80, n_firms), rng.uniform(20, 150, n_firms),
+                                      rng.uniform(-5, 10, n_firms))
+        emissions = float(rng.uniform(300, 600) * n_firms)
+        issued = emissions - float(curves.max_abatement.sum()) * rng.uniform(0.0, 0.9)
+        offsets = MACCurves.from_options(rng.uniform(0, 0.2 * emissions, (2, 1)),
+                                         costs([5.0, 20.0, 35.0], (2, 1))).knots()
+        limit = float(rng.choice([0.0, 0.02, 0.1]))
+        lower = float(rng.choice([0.0, 15.0]))
+        upper = float(rng.choice([math.inf, 80.0]))
+        out.append(YearMarket(curves.knots(), emissions, issued, offsets, limit, upper, lower))
+    return out
+
+
+def scalar_bank(years: list[YearMarket], g: float, p0: float,
+                b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Prices and bank from year 0 at starting price ``p0``, one ``use_at_price`` at a time."""
+    prices = np.array([min(max(p0 * g ** t, m.lower), m.upper) for t, m in enumerate(years)])
+    use = [use_at_price(m, p)[0] for m, p in zip(years, prices)]
+    use = [min(u, m.issued) if p >= m.upper else u for u, m, p in zip(use, years, prices)]
+    return prices, b + np.cumsum([m.issued - u for m, u in zip(years, use)])
+
+
+def test_fast_evaluation_is_use_at_price_bit_for_bit() -> None:
+    rng = np.random.default_rng(7)
+    on_flats = binding = 0
+    for case in range(60):
+        years = mixed_markets(rng, int(rng.integers(1, 6)), round_costs=True)
+        g = 1.0 if case % 2 else 1.05
+        b = float(rng.uniform(-50, 50))
+        # random starting prices, the knots of every year (with g = 1 a year's price is the
+        # starting price, so these land on flats), the bounds, and prices far out
+        knots = np.concatenate([m.firms.x for m in years] + [m.offsets.x for m in years])
+        p0 = np.unique(np.concatenate((rng.uniform(-10, 200, 20), knots, [0.0, 15.0, 80.0, 1e4])))
+        stack = _Years(years, g)
+        trial = stack.evaluate(0, len(years), p0, b, *stack.whole(0))
+        binding += trial.pending is not None
+        for j, p in enumerate(p0):
+            prices, bank = scalar_bank(years, g, float(p), b)
+            col = trial.column(j)
+            np.testing.assert_array_equal(col.prices, prices)
+            np.testing.assert_array_equal(col.bank, bank)
+            on_flats += sum(price in m.firms.x for m, price in zip(years, prices))
+        # between two of the prices, with their knot counts as bounds (most years need no search)
+        i, k = np.sort(rng.choice(p0.size, 2, replace=False))
+        inner = stack.evaluate(0, len(years), p0[i:k + 1], b, trial.column(i), trial.column(k))
+        for j, p in enumerate(p0[i:k + 1]):
+            np.testing.assert_array_equal(inner.column(j).bank, scalar_bank(years, g, p, b)[1])
+    assert on_flats > 100 and binding > 10  # the cases that matter were there
+
+
+def plain_bisection(years: list[YearMarket], r: float, bank0: float = 0.0,
+                    borrow_limit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The search before it was vectorised: bisection, one starting price and year at a time."""
+    n, g = len(years), 1.0 + r
+    limit = np.full(n, borrow_limit)
+    limit[-1] = 0.0
+    prices, bank = np.zeros(n), np.zeros(n)
+
+    def trajectory(p0: float, s: int, b: float):
+        p, bk = scalar_bank(years[s:], g, p0, b)
+        return p, bk, bool((bk >= -limit[s:] - 1e-9).all())
+
+    s, b = 0, bank0
+    while s < n:
+        lo = years[s].lower
+        p_lo, bank_lo, ok = trajectory(lo, s, b)
+        if ok:
+            prices[s:], bank[s:] = p_lo, bank_lo
+            break
+        hi = max(years[s].upper if math.isfinite(years[s].upper) else 0.0, lo, 1.0)
+        while not trajectory(hi, s, b)[2] and hi <= 1e9:
+            hi *= 2.0
+        a = lo
+        for _ in range(100):
+            mid = 0.5 * (a + hi)
+            a, hi = (a, mid) if trajectory(mid, s, b)[2] else (mid, hi)
+            if hi - a <= 1e-13 * max(hi, 1.0):
+                break
+        p, bk, _ = trajectory(hi, s, b)
+        _, bk0, _ = trajectory(a, s, b)
+        tau = int(np.argmin(bk + limit[s:]))
+        span = bk[tau] - bk0[tau]
+        if span > 0 and bk0[tau] < -limit[s + tau]:
+            bk = bk0 + (-limit[s + tau] - bk0[tau]) / span * (bk - bk0)
+        prices[s:s + tau + 1], bank[s:s + tau + 1] = p[:tau + 1], bk[:tau + 1]
+        bank[s + tau] = -limit[s + tau]
+        s, b = s + tau + 1, -limit[s + tau]
+    return prices, bank
+
+
+def test_path_is_that_of_plain_bisection_with_offsets_and_bounds() -> None:
+    # Costs drawn at random: where knots lift the bank in several years at the same starting
+    # price (round costs and r = 0), how those jumps are shared between the years depends on
+    # exactly where a search stops, in the bisection as in the passes.
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        years = mixed_markets(rng, int(rng.integers(1, 7)), round_costs=False)
+        r = float(rng.choice([0.0, 0.05]))
+        bank0 = float(rng.choice([0.0, 100.0]))
+        borrow = float(rng.choice([0.0, 50.0]))
+        path = hotelling_path(years, r, bank0=bank0, borrow_limit=borrow)
+        prices, bank = plain_bisection(years, r, bank0, borrow)
+        np.testing.assert_allclose(path.prices, prices, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(path.bank, bank, rtol=0, atol=1e-6 * max(np.abs(bank).max(), 1))
