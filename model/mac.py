@@ -66,17 +66,30 @@ class Knots:
         )
 
     @cached_property
+    def sloped(self) -> bool:
+        """Whether any knot changes the slope (False for step curves: jumps only)."""
+        return bool(self.slope.any())
+
+    @cached_property
     def _sorted(self) -> tuple[np.ndarray, ...]:
-        """Knots sorted by price with running sums (for many evaluations of one curve)."""
-        order = np.argsort(self.x, kind="stable")
-        x = self.x[order]
-        return (x, np.cumsum(self.jump[order]), np.cumsum(self.slope[order]),
-                np.cumsum((self.slope * self.x)[order]), self.jump[order])
+        """Knots sorted by price with running sums (for many evaluations of one curve).
+
+        ``(x, cumsum(jump), cumsum(slope), cumsum(slope * x), jump)``, all in price order (ties in
+        input order). For step curves the two slope sums are zeros.
+        """
+        order, x = stable_argsort(self.x)
+        jump = self.jump[order]
+        if self.sloped:
+            cs, cx = np.cumsum(self.slope[order]), np.cumsum((self.slope * self.x)[order])
+        else:  # the sums of zeros, without the gathers
+            cs, cx = np.zeros(x.size), np.zeros(x.size)
+        return x, np.cumsum(jump), cs, cx, jump
 
     def at(self, price: float, theta: float = 1.0) -> float:
         """``Q(price)`` with the share ``theta`` of jumps exactly at ``price``, in O(log n).
 
-        Sorts the knots once (cached); use it where one curve is evaluated many times.
+        Sorts the knots once (cached); use it where one curve is evaluated many times (for a few
+        evaluations :meth:`split_at` needs no sort).
         """
         if not self.x.size or price == -np.inf:
             return 0.0
@@ -92,10 +105,95 @@ class Knots:
             q -= (1.0 - theta) * float(jump[j:k].sum())
         return q
 
-    @property
+    def split_at(self, price: float) -> tuple[float, float]:
+        """``(Q(price-), jumps at price)``, t: the supply strictly below ``price`` and the flats
+        exactly at it, in one pass over the knots (no sort: for a few evaluations of a curve).
+
+        ``Q(price)`` with the share ``theta`` of those flats is ``q + theta * at``: both ends of
+        the range of supply at one price, and any share between, cost a single pass.
+        """
+        if not self.x.size or price == -np.inf:
+            return 0.0, 0.0
+        if price == np.inf:
+            return self.total, 0.0
+        below = self.x < price
+        q = self.jump[below].sum()
+        if self.sloped:  # (zero for step curves)
+            q += (self.slope[below] * (price - self.x[below])).sum()
+        return float(q), float(self.jump[self.x == price].sum())
+
+    @cached_property
     def total(self) -> float:
         """The supply when every segment is used, t."""
-        return float(self.jump.sum() + (self.slope * -self.x).sum()) if self.x.size else 0.0
+        if not self.x.size:
+            return 0.0
+        if not self.sloped:  # (the slope terms are zeros)
+            return float(self.jump.sum())
+        return float(self.jump.sum() + (self.slope * -self.x).sum())
+
+    @cached_property
+    def scale(self) -> float:
+        """The sum of the magnitudes of all terms of ``total``, t: the size against which
+        rounding in sums of this supply is judged."""
+        if not self.sloped:
+            return float(np.abs(self.jump).sum())
+        return float(np.abs(self.jump).sum() + np.abs(self.slope * self.x).sum())
+
+
+_SIGN_OFF = np.int64(0x7FFFFFFFFFFFFFFF)  # every bit of a float64 but the sign
+
+
+def stable_argsort(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``order = np.argsort(x, kind="stable")`` and ``x[order]``, in about half the time.
+
+    numpy sorts plain int64 much faster than it sorts indices (its stable argsort of float64 is
+    a timsort; ``np.sort`` is vectorised). So each price becomes an int64 key that orders like
+    the float (its bits, the magnitude bits flipped for negative numbers, after ``-0.0 -> 0.0``)
+    whose lowest ``b`` bits are replaced by the knot's index (``n <= 2**b``), and the keys are
+    sorted: that orders by (price rounded down to the key's high bits, index). It is the stable
+    order except among prices that differ but share the high bits (relative gap below about
+    ``2**(b - 52)``): those rare groups are sorted again by (price, index). The permutation is
+    exactly the stable one, so running sums over it are the same to the last bit.
+
+    Args:
+        x: Prices (1-D). With NaNs, more than ``2**24`` of them, or many prices closer than the
+            key resolves, numpy's stable argsort is used.
+
+    Returns:
+        ``(order, x[order])``.
+    """
+    n = x.size
+    b = max(1, (n - 1).bit_length())
+    if b > 24:  # (the high bits would be too coarse to be worth it)
+        return _argsort_stable(x)
+    key = (np.asarray(x, dtype=np.float64) + 0.0).view(np.int64)  # -0.0 -> 0.0 (equal prices)
+    key ^= (key >> 63) & _SIGN_OFF  # now ordered as the prices are
+    key >>= b
+    key <<= b
+    key |= np.arange(n)
+    key.sort()
+    order = key & ((1 << b) - 1)
+    xs = x[order]
+    if n and (np.isnan(xs[0]) or np.isnan(xs[-1])):  # (NaNs sort to the ends)
+        return _argsort_stable(x)
+    key >>= b
+    near = key[1:] == key[:-1]  # same high bits: ordered by index, right only for equal prices
+    if near.any() and (near & (xs[1:] != xs[:-1])).any():
+        group = np.zeros(n, dtype=bool)
+        group[:-1] = near
+        group[1:] |= near
+        i = np.flatnonzero(group)
+        if i.size > n // 8:
+            return _argsort_stable(x)
+        again = np.lexsort((order[i], xs[i], key[i]))
+        order[i], xs[i] = order[i][again], xs[i][again]
+    return order, xs
+
+
+def _argsort_stable(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's stable argsort and the sorted prices (the reference for :func:`stable_argsort`)."""
+    order = np.argsort(x, kind="stable")
+    return order, x[order]
 
 
 @dataclass(frozen=True)
@@ -263,36 +361,39 @@ class MACCurves:
 
     # ------------------------------------------------------------------ segments
     @cached_property
-    def _segments(self) -> tuple[np.ndarray, ...]:
-        """Segments between consecutive points of a firm: (firm, a0, da, c0, dc)."""
-        n_pts = self.abatement.size
-        keep = np.ones(max(n_pts - 1, 0), dtype=bool)
-        keep[self.start[1:-1] - 1] = False  # the step from one firm's last point to the next's first
-        firm = np.repeat(np.arange(self.n_firms), np.diff(self.start))[:-1][keep]
-        a0 = self.abatement[:-1][keep]
-        da = np.diff(self.abatement)[keep]
-        c0 = self.cost[:-1][keep]
-        dc = np.diff(self.cost)[keep]
-        return firm, a0, da, c0, dc
+    def _points_per_firm(self) -> int:
+        """How many points each firm has if all have as many (curves from options), else 0."""
+        counts = np.diff(self.start)
+        return int(counts[0]) if counts.size and (counts == counts[0]).all() else 0
 
     @cached_property
     def _widths(self) -> tuple[np.ndarray, ...]:
-        """The segments with positive width (vertical jumps add no abatement and no cost).
+        """The segments with positive width (vertical jumps add no abatement and no cost):
+        (firm, a0, da, c0, dc).
 
         Every firm's first point is at abatement 0, so the step from one firm's last point to the
         next firm's first is never positive and drops out with the vertical jumps.
         """
-        da = np.diff(self.abatement)
+        da = self.abatement[1:] - self.abatement[:-1]
         idx = np.flatnonzero(da > 0)
-        firm = np.repeat(np.arange(self.n_firms), np.diff(self.start))[idx]
+        k = self._points_per_firm
+        firm = idx // k if k else np.repeat(np.arange(self.n_firms), np.diff(self.start))[idx]
         c0 = self.cost[idx]
         return firm, self.abatement[idx], da[idx], c0, self.cost[idx + 1] - c0
+
+    @cached_property
+    def _steps(self) -> bool:
+        """Whether every segment of positive width is flat (step curves, e.g. from options):
+        evaluating them needs no slopes."""
+        return bool((self._widths[4] == 0).all())
 
     def knots(self) -> Knots:
         """The aggregate supply of abatement as a function of price (sum over all firms)."""
         _, _, da, c0, dc = self._widths
-        flat = (da > 0) & (dc == 0)
-        sloped = (da > 0) & (dc > 0)
+        if self._steps:  # one jump per segment
+            return Knots(x=c0.copy(), jump=da.copy(), slope=np.zeros(da.size))
+        flat = dc == 0
+        sloped = dc > 0
         rate = da[sloped] / dc[sloped]
         x = np.concatenate((c0[flat], c0[sloped], c0[sloped] + dc[sloped]))
         jump = np.concatenate((da[flat], np.zeros(2 * rate.size)))
@@ -311,6 +412,12 @@ class MACCurves:
         p = price[firm] if np.ndim(price) else float(price)
         if np.ndim(price) == 0 and not np.isfinite(p):
             got = da.copy() if p > 0 else np.zeros_like(da)
+        elif self._steps:  # flat segments only: all of those below the price, theta of those at it
+            got = np.where(c0 < p, da, 0.0)
+            if theta != 0.0:
+                at = c0 == p
+                if at.any():
+                    got[at] = da[at] * theta
         else:
             sloped = dc > 0
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -323,24 +430,41 @@ class MACCurves:
     def cost_of(self, abatement: np.ndarray) -> np.ndarray:
         """Each firm's total abatement cost (area under its MAC curve up to ``abatement``), yuan."""
         firm, a0, da, c0, dc = self._widths
-        t = np.clip(np.asarray(abatement, dtype=np.float64)[firm] - a0, 0.0, da)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            quad = np.where(da > 0, dc / np.where(da > 0, da, 1.0), 0.0) * t * t / 2.0
-        return np.bincount(firm, weights=t * c0 + quad, minlength=self.n_firms)
+        t = np.asarray(abatement, dtype=np.float64)[firm] - a0
+        np.minimum(np.maximum(t, 0.0, out=t), da, out=t)  # the part of each segment used
+        cost = t * c0
+        if not self._steps:  # segments have da > 0
+            cost += dc / da * t * t / 2.0
+        return np.bincount(firm, weights=cost, minlength=self.n_firms)
 
     def marginal_cost(self, abatement: np.ndarray) -> np.ndarray:
         """Each firm's MAC at its ``abatement`` (yuan/t): the cost of its last tonne abated.
 
         At zero abatement this is the cost where the curve starts.
         """
-        firm, a0, da, c0, dc = self._segments
-        a = np.asarray(abatement, dtype=np.float64)[firm]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(da > 0, np.clip((a - a0) / np.where(da > 0, da, 1.0), 0.0, 1.0), 1.0)
+        # Every pair of consecutive points is a segment, but for the pair from one firm's last
+        # point to the next firm's first (left out of the maximum below).
+        k = self._points_per_firm
+        a = np.repeat(np.asarray(abatement, dtype=np.float64), k or np.diff(self.start))[:-1]
+        a0, c0 = self.abatement[:-1], self.cost[:-1]
+        da, dc = self.abatement[1:] - a0, self.cost[1:] - c0
+        if self._steps:  # flats (dc = 0) and vertical jumps (frac = 1): no fractions needed
+            top = c0 + dc
+        else:
+            wide = da > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = (a - a0) / np.where(wide, da, 1.0)
+            np.minimum(np.maximum(frac, 0.0, out=frac), 1.0, out=frac)
+            top = c0 + dc * np.where(wide, frac, 1.0)  # a vertical jump counts whole
         # A segment counts once the firm is past its start; values rise along a firm's segments,
         # so the firm's maximum over its segments is the cost of its last tonne.
         # (a tolerance of 1e-12 relative keeps rounding at a step's end off the next step)
-        value = np.where(a - a0 > 1e-12 * np.maximum(np.abs(a0), 1.0), c0 + dc * frac, -np.inf)
-        first = self.cost[self.start[:-1]]
-        seg_start = self.start[:-1] - np.arange(self.n_firms)
-        return np.maximum(first, np.maximum.reduceat(value, seg_start))
+        value = np.where(a - a0 > 1e-12 * np.maximum(np.abs(a0), 1.0), top, -np.inf)
+        if k:  # firm i's segments are value[i * k + j], j < k - 1: the maximum column by column
+            last = value[0::k].copy()
+            for j in range(1, k - 1):
+                np.maximum(last, value[j::k], out=last)
+        else:
+            value[self.start[1:-1] - 1] = -np.inf
+            last = np.maximum.reduceat(value, self.start[:-1])
+        return np.maximum(self.cost[self.start[:-1]], last)

@@ -16,16 +16,20 @@ The aggregate supply of abatement is a piecewise-linear function of price (:clas
 It is inverted exactly: knots are bucketed (a linear-time pass) until few remain, then sorted, so one
 clearing of a million firms costs a few passes over their segments. Where the price falls on flat
 segments (a technology option at a constant cost), the share ``theta`` of those flats that is used is
-set so that the market clears exactly.
+set so that the market clears exactly. Firms' demand to bank allowances (:mod:`model.banking`) enters
+as one more supply, released as the price rises.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+# (banking_knots and firm_banking are re-exported: the banking demand is part of the market)
+from model.banking import BankingKnots, banking_knots, firm_banking  # noqa: F401
 from model.mac import Knots, MACCurves
 
 _SMALL = 2048  # knots sorted directly below this many
@@ -51,63 +55,85 @@ def solve_quantity(knots: list[Knots], target: float) -> tuple[float, float]:
     if target <= 0.0 or not knots:
         return (-math.inf, 1.0) if target <= 0.0 else (math.inf, 1.0)
     total = sum(k.total for k in knots)
-    scale = sum(float(np.abs(k.jump).sum() + np.abs(k.slope * k.x).sum()) for k in knots)
-    if target > total + 1e-12 * max(scale, 1.0):
+    if target > total and target > total + 1e-12 * max(sum(k.scale for k in knots), 1.0):
         return math.inf, 1.0
+    # The sets side by side; ``cuts`` delimits them. Sums over a bucket are taken set by set and
+    # then added (as if each set were bucketed alone), which keeps the result independent of how
+    # the sets are laid out.
+    sloped = any(k.sloped for k in knots)
+    x, jump = _joined([k.x for k in knots]), _joined([k.jump for k in knots])
+    slope = sx = None
+    if sloped:  # step curves (jumps only) skip the slope sums: they are zero
+        slope = _joined([k.slope for k in knots])
+        sx = slope * x
+    cuts = list(itertools.accumulate((k.x.size for k in knots), initial=0))
     base_j = base_s = base_x = 0.0  # accumulated from knots below the remaining ones
-    rest = knots
-    n = sum(k.x.size for k in rest)
-    while n > _SMALL:
-        lo = min(float(k.x.min()) for k in rest)
-        hi = max(float(k.x.max()) for k in rest)
+    while x.size > _SMALL:
+        lo, hi = float(x.min()), float(x.max())
         if not hi > lo:
             break
         width = (hi - lo) / _BUCKETS
         edges = lo + width * np.arange(_BUCKETS + 1)
         edges[-1] = np.inf  # the last bucket holds hi itself
-        cj = np.zeros(_BUCKETS)
-        cs = np.zeros(_BUCKETS)
-        cx = np.zeros(_BUCKETS)
-        idx = []
-        for k in rest:
-            b = np.minimum(((k.x - lo) / width).astype(np.intp), _BUCKETS - 1)
-            # Mend rounding so that bucket b holds exactly edges[b] <= x < edges[b + 1].
-            b -= k.x < edges[b]
-            b += k.x >= edges[b + 1]
-            idx.append(b)
-            cj += np.bincount(b, k.jump, _BUCKETS)
-            cs += np.bincount(b, k.slope, _BUCKETS)
-            cx += np.bincount(b, k.slope * k.x, _BUCKETS)
+        q = x - lo
+        q /= width
+        b = q.astype(np.intp)
+        del q
+        np.minimum(b, _BUCKETS - 1, out=b)
+        # Mend rounding so that bucket b holds exactly edges[b] <= x < edges[b + 1].
+        b -= x < edges[b]
         edges = edges[1:]
-        jj, ss, xx = base_j + np.cumsum(cj), base_s + np.cumsum(cs), base_x + np.cumsum(cx)
-        with np.errstate(invalid="ignore"):
-            value = np.where(np.isinf(edges), np.inf, jj + ss * edges - xx)  # Q at each right edge,
-        b = int(np.argmax(value >= target))  # without jumps exactly there: they lie in b + 1.
-        if b > 0:
-            base_j, base_s, base_x = jj[b - 1], ss[b - 1], xx[b - 1]
-        rest = [Knots(k.x[i == b], k.jump[i == b], k.slope[i == b]) for k, i in zip(rest, idx)]
-        rest = [k for k in rest if k.x.size]
-        n = sum(k.x.size for k in rest)
-    x = np.concatenate([k.x for k in rest])
-    jump = np.concatenate([k.jump for k in rest])
-    slope = np.concatenate([k.slope for k in rest])
-    ux, inv = np.unique(x, return_inverse=True)
+        b += x >= edges[b]
+        jj = base_j + np.cumsum(_bucket_sums(b, jump, cuts))
+        if sloped:
+            ss = base_s + np.cumsum(_bucket_sums(b, slope, cuts))
+            xx = base_x + np.cumsum(_bucket_sums(b, sx, cuts))
+            with np.errstate(invalid="ignore"):
+                value = np.where(np.isinf(edges), np.inf, jj + ss * edges - xx)  # Q at each
+        else:
+            value = np.where(np.isinf(edges), np.inf, jj)
+        u = int(np.argmax(value >= target))  # right edge, without jumps exactly there: they lie
+        if u > 0:  # in bucket u + 1.
+            base_j = jj[u - 1]
+            if sloped:
+                base_s, base_x = ss[u - 1], xx[u - 1]
+        keep = np.flatnonzero(b == u)
+        # each set's share of the knots kept
+        cuts = [0, keep.size] if len(cuts) == 2 else keep.searchsorted(cuts).tolist()
+        x, jump = x[keep], jump[keep]
+        if sloped:
+            slope, sx = slope[keep], sx[keep]
+    if not x.size:  # the crossing is on the slopes through an empty bucket
+        return float((target - base_j + base_x) / max(base_s, 1e-300)), 1.0
+    # The distinct prices left (ux) and where each knot is among them (inv), as np.unique.
+    order = np.argsort(x)
+    xs = x[order]
+    first = np.empty(x.size, dtype=bool)
+    first[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=first[1:])
+    ux = xs[first]
+    inv = np.empty(x.size, dtype=np.intp)
+    inv[order] = np.cumsum(first) - 1
     j_at = np.bincount(inv, jump, ux.size)
-    s_at = np.bincount(inv, slope, ux.size)
-    x_at = np.bincount(inv, slope * x, ux.size)
-    cj, cs, cx = base_j + np.cumsum(j_at), base_s + np.cumsum(s_at), base_x + np.cumsum(x_at)
-    right = cj + cs * ux - cx  # Q(x_u), flats at x_u included
+    cj = base_j + np.cumsum(j_at)
+    if sloped:
+        cs = base_s + np.cumsum(np.bincount(inv, slope, ux.size))
+        cx = base_x + np.cumsum(np.bincount(inv, sx, ux.size))
+        right = cj + cs * ux - cx  # Q(x_u), flats at x_u included
+    else:
+        right = cj
     left = right - j_at
-    above = np.nonzero(right >= target)[0]
-    if above.size == 0:  # beyond the last remaining knot, on the last slope
-        s_after = cs[-1]
+    u = int(np.argmax(right >= target))
+    if not right[u] >= target:  # beyond the last remaining knot, on the last slope
+        s_after = cs[-1] if sloped else 0.0
         if s_after <= 0:  # target equals the total supply up to rounding
             return float(ux[-1]), 1.0
         return float(ux[-1] + (target - right[-1]) / s_after), 1.0
-    u = int(above[0])
     if left[u] < target:  # the crossing is the jump at ux[u]
         return float(ux[u]), float(min(1.0, max(0.0, (target - left[u]) / j_at[u])))
     # Otherwise on the slope just below ux[u].
+    if not sloped:
+        return float(ux[u]), 0.0
     if u == 0:
         s_before, q_before, x_before = base_s, None, None
     else:
@@ -121,16 +147,28 @@ def solve_quantity(knots: list[Knots], target: float) -> tuple[float, float]:
     return float(min(p, ux[u])), 1.0
 
 
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The arrays one after the other (the array itself if there is one)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _bucket_sums(b: np.ndarray, w: np.ndarray, cuts: list[int]) -> np.ndarray:
+    """Sums of ``w`` per bucket ``b``, per set (``cuts`` delimits the sets), added set by set."""
+    out = np.zeros(_BUCKETS)
+    for i, j in itertools.pairwise(cuts):
+        if j > i:
+            out += np.bincount(b[i:j], w[i:j], _BUCKETS)
+    return out
+
+
 def supply_at(knots: Knots, price: float, theta: float = 1.0) -> float:
-    """``Q(price)`` with the share ``theta`` of flats exactly at ``price``, t."""
-    if not knots.x.size or price == -math.inf:
-        return 0.0
-    if price == math.inf:
-        return knots.total
-    below = knots.x < price
-    at = knots.x == price
-    q = float((knots.jump[below]).sum() + (knots.slope[below] * (price - knots.x[below])).sum())
-    return q + theta * float(knots.jump[at].sum())
+    """``Q(price)`` with the share ``theta`` of flats exactly at ``price``, t.
+
+    One pass over the knots, no sort (:meth:`Knots.split_at`; for many evaluations of one curve,
+    :meth:`Knots.at`).
+    """
+    q, at = knots.split_at(price)
+    return q + theta * at
 
 
 def supply_cost(knots: Knots, price: float, theta: float = 1.0) -> float:
@@ -264,13 +302,6 @@ def clear(
     return _settle(at_cea_price(firms, emissions, offsets, limit, pc), emissions, supply, bounds)
 
 
-@dataclass(frozen=True)
-class BankingKnots(Knots):
-    """Banking demand as released supply (:func:`banking_knots`); ``capacity``: the total, t."""
-
-    capacity: float = 0.0
-
-
 def clear_at_price(firms: Knots, emissions: float, supply: float, offsets: Knots, limit: float,
                    price: float, banking: BankingKnots | None = None,
                    bounds: Bounds = Bounds()) -> Equilibrium | None:
@@ -281,50 +312,28 @@ def clear_at_price(firms: Knots, emissions: float, supply: float, offsets: Knots
     price of the intertemporal path within that range. Only for a slack offset limit and a price
     within ``bounds``.
     """
-    sets = [k for k in (firms, offsets if limit > 0 else None, banking)
-            if k is not None and k.x.size]
-    bank_max = banking.capacity if banking is not None and banking.x.size else 0.0
+    # Each set evaluated once, as (supply below the price, flats at it): None if it is not used.
+    firms_at = firms.split_at(price)
+    offsets_at = offsets.split_at(price) if limit > 0 and offsets.x.size else None
+    bank_at = banking.split_at(price) if banking is not None and banking.x.size else None
+    used = [s for s in (firms_at if firms.x.size else None, offsets_at, bank_at) if s is not None]
+    bank_max = banking.capacity if bank_at is not None else 0.0
     target = emissions - supply + bank_max
-    low = sum(supply_at(k, price, 0.0) for k in sets)
-    high = sum(supply_at(k, price, 1.0) for k in sets)
+    low = sum(q for q, _ in used)  # none of the flats at the price
+    high = sum(q + at for q, at in used)  # all of them
     tol = 1e-9 * max(abs(emissions), 1.0)
     if not (low - tol <= target <= high + tol):
         return None
     theta = 1.0 if high <= low else min(1.0, max(0.0, (target - low) / (high - low)))
-    a = supply_at(firms, price, theta)
-    o = supply_at(offsets, price, theta) if limit > 0 and offsets.x.size else 0.0
+    a = firms_at[0] + theta * firms_at[1]
+    o = offsets_at[0] + theta * offsets_at[1] if offsets_at is not None else 0.0
     if o > limit * (emissions - a) * (1 + 1e-12) + 1e-9:
         return None
     if not bounds.floor <= price <= bounds.upper:
         return None
-    banked = bank_max - (supply_at(banking, price, theta) if bank_max else 0.0)
+    banked = bank_max - (bank_at[0] + theta * bank_at[1] if bank_max else 0.0)
     return _settle(Equilibrium(price, price, price, theta, theta, a, o, limit_binds=False,
                                banked=banked, theta_bank=theta), emissions, supply, bounds)
-
-
-def banking_knots(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray) -> Knots:
-    """Firms' demand to bank (or borrow) allowances, written as a supply that is released.
-
-    Firm ``i`` holds ``capacity[i]`` t for later while the allowance price is below
-    ``threshold[i]`` (its expected next-year price discounted by one year) and borrows
-    ``borrowing[i]`` t from next year's allocation above it. As the price rises past the
-    threshold the firm releases ``capacity + borrowing``: a jump of that size at the threshold.
-    ``capacity`` of the result (the demand at a zero price) is the total capacity.
-    """
-    jump = capacity + borrowing
-    keep = jump > 0
-    return BankingKnots(x=np.asarray(threshold, float)[keep], jump=jump[keep],
-                        slope=np.zeros(int(keep.sum())), capacity=float(capacity[keep].sum()))
-
-
-def firm_banking(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray,
-                 eq: Equilibrium) -> np.ndarray:
-    """Each firm's banked allowances at the equilibrium (t; negative: borrowed)."""
-    p = eq.cea_price
-    at = threshold == p
-    out = np.where(threshold > p, capacity, -borrowing)
-    out[at] = capacity[at] - eq.theta_bank * (capacity[at] + borrowing[at])
-    return out
 
 
 def _clear_binding_with_banking(firms: Knots, emissions: float, supply: float, offsets: Knots,
@@ -470,10 +479,11 @@ def positions(
     o = eq.offsets * verified / tv if tv > 0 else np.zeros_like(verified)
     need = verified - o
     net = need - holdings if banked is None else need + banked - holdings
-    buy = np.maximum(net, 0.0)
-    sell = np.maximum(-net, 0.0)
-    short = eq.shortfall * buy / buy.sum() if eq.shortfall > 0 and buy.sum() > 0 else 0.0 * buy
-    unsold = eq.surplus * sell / sell.sum() if eq.surplus > 0 and sell.sum() > 0 else 0.0 * sell
+    short, unsold = np.zeros_like(net), np.zeros_like(net)
+    if eq.shortfall > 0 and (buy := np.maximum(net, 0.0)).sum() > 0:
+        short = eq.shortfall * buy / buy.sum()
+    if eq.surplus > 0 and (sell := np.maximum(-net, 0.0)).sum() > 0:
+        unsold = eq.surplus * sell / sell.sum()
     bought = net - short + unsold
     return Positions(
         abatement=a,

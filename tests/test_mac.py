@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 
-from model.mac import CurveError, MACCurves
+from model.mac import CurveError, Knots, MACCurves, stable_argsort
 from model.market import supply_at
 
 Curve = list[tuple[float, float]]  # one firm's points (abatement t, cost yuan/t)
@@ -23,7 +24,7 @@ def points_of(curves: MACCurves, i: int) -> Curve:
 
 
 def segments(pts: Curve):
-    return [(a0, a1 - a0, c0, c1 - c0) for (a0, c0), (a1, c1) in zip(pts[:-1], pts[1:])]
+    return [(a0, a1 - a0, c0, c1 - c0) for (a0, c0), (a1, c1) in itertools.pairwise(pts)]
 
 
 def ref_abatement(pts: Curve, p: float, theta: float = 1.0) -> float:
@@ -95,7 +96,7 @@ def price_grid(curve_list: list[Curve], robust: bool = False) -> list[float]:
     and the price by the same factor may turn "below" into "at").
     """
     knots = sorted({c for p in curve_list for _, c in p})
-    mids = [(x + y) / 2 for x, y in zip(knots[:-1], knots[1:])]
+    mids = [(x + y) / 2 for x, y in itertools.pairwise(knots)]
     grid = knots + mids + [knots[0] - 1.0, knots[-1] + 1.0, 0.0]
     if robust:
         grid = [p for p in grid
@@ -188,7 +189,7 @@ def test_from_options_is_a_step_curve_of_the_options(seed, n, k) -> None:
     for i in range(n):
         pts = points_of(curves, i)
         assert pts[0][0] == 0
-        assert all(a1 >= a0 and c1 >= c0 for (a0, c0), (a1, c1) in zip(pts, pts[1:]))
+        assert all(a1 >= a0 and c1 >= c0 for (a0, c0), (a1, c1) in itertools.pairwise(pts))
         assert all(dc == 0 for _, da, _, dc in segments(pts) if da > 0)  # only flats
     for p in [-30.0, -20.0, 0.0, 10.0, 35.0, 80.0, 100.0, 150.0, 200.0]:
         below = (potential * (cost < p)).sum(axis=1)
@@ -284,7 +285,7 @@ def test_marginal_cost_is_the_price_inside_a_slope_and_the_lower_cost_at_a_jump(
                 assert mc[i] <= p + 1e-9 * max(1.0, abs(p))
     # at every vertical jump the MAC is the cost below the jump (of the last tonne abated)
     for i, pts in enumerate(curve_list):
-        for (a0, c0), (a1, c1) in zip(pts, pts[1:]):
+        for (a0, c0), (a1, c1) in itertools.pairwise(pts):
             if a1 == a0 and c1 > c0 and a0 > 0:
                 x = np.zeros(len(curve_list))
                 x[i] = a0
@@ -362,3 +363,138 @@ def test_marginal_cost_at_the_end_of_a_step_is_that_steps_cost() -> None:
     end_of_second = np.array([pot[0, 0] + pot[0, 1]]) * (1 + 1e-15)  # a hair past it
     assert curves.marginal_cost(end_of_second)[0] == 20.0
     assert curves.marginal_cost(np.array([pot[0, :2].sum() * 1.001]))[0] == 30.0
+
+
+# ------------------------------------------------------------------ fast paths = reference forms
+def test_stable_argsort_is_numpys_stable_argsort() -> None:
+    """The packed-key sort gives numpy's stable permutation and the sorted prices bit for bit:
+    ties, near-ties (within the key's resolution), 0.0 and -0.0, infinities, NaNs."""
+    rng = np.random.default_rng(7)
+    cases = [np.empty(0), np.array([3.0]), np.array([0.0, -0.0, 0.0, -0.0, -1.0])]
+    for _ in range(300):
+        n = int(rng.integers(1, 200))
+        base = rng.choice([1.0, 123.456, 1e-300, 1e300, 5e-324])
+        near = rng.choice([0.0, 1e-16, 1e-13, 1e-11])
+        v = rng.integers(-5, 5, n) * base * (1 + rng.integers(0, 3, n) * near)
+        for special in (-0.0, math.inf, -math.inf):
+            v[rng.random(n) < 0.1] = special
+        cases.append(v)
+    cases.append(np.where(rng.random(50) < 0.2, np.nan, rng.normal(size=50)))
+    cases.append(np.where(rng.random(50) < 0.2, -np.nan, rng.normal(size=50)))
+    cases.append(1.0 + 1e-15 * np.arange(5000)[::-1])  # all closer than the key resolves
+    cases.append(rng.uniform(-30, 800, 20_000).round(1))  # many ties
+    for x in cases:
+        order, xs = stable_argsort(x)
+        ref = np.argsort(x, kind="stable")
+        assert np.array_equal(order, ref)
+        assert np.array_equal(xs.view(np.int64), x[ref].view(np.int64))
+
+
+@pytest.mark.parametrize("sloped", [False, True])
+def test_sorted_knots_are_the_stable_sort_with_running_sums(sloped) -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    x = rng.uniform(-50, 300, n).round(0)  # many ties
+    jump = rng.uniform(0, 10, n)
+    slope = rng.normal(size=n) if sloped else np.zeros(n)
+    k = Knots(x, jump, slope)
+    o = np.argsort(x, kind="stable")
+    ref = (x[o], np.cumsum(jump[o]), np.cumsum(slope[o]), np.cumsum((slope * x)[o]), jump[o])
+    assert k.sloped == sloped
+    for got, want in zip(k._sorted, ref):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["steps", "mixed"])
+def test_split_at_agrees_with_the_sorted_evaluation(kind) -> None:
+    """One pass (``split_at``, ``supply_at``) and the sorted path (``at``) give the same supply:
+    at knot prices with theta in (0, 1), between them, at negative prices and at +-inf."""
+    rng = np.random.default_rng(11)
+    n = 400
+    if kind == "steps":
+        curves = MACCurves.from_options(rng.uniform(0, 100, (n, 3)),
+                                        rng.uniform(-40, 300, (n, 3)).round(0))
+    else:
+        curves = build([[(0.0, c), (a, c + d)] for a, c, d in zip(
+            rng.uniform(1, 100, n), rng.uniform(-40, 300, n).round(0),
+            rng.choice([0.0, 25.0], n))])
+    knots = curves.knots()
+    assert knots.sloped == (kind == "mixed")
+    prices = [*rng.choice(knots.x, 30), *rng.uniform(-60, 350, 30), -45.0, -math.inf, math.inf]
+    scale = knots.total
+    for p in prices:
+        q, at = knots.split_at(p)
+        for theta in (0.0, 0.37, 1.0):
+            assert q + theta * at == pytest.approx(knots.at(p, theta), rel=1e-12, abs=1e-12 * scale)
+            assert supply_at(knots, p, theta) == q + theta * at
+    assert knots.split_at(math.inf) == (knots.total, 0.0)
+    assert knots.split_at(-math.inf) == (0.0, 0.0)
+    assert Knots(np.empty(0), np.empty(0), np.empty(0)).split_at(1.0) == (0.0, 0.0)
+
+
+def test_step_curve_shortcuts_equal_the_general_formulas() -> None:
+    """Step curves (flat segments only) skip the slope terms; the results are those of the
+    general formulas exactly (firm index, knots, abatement at a price, cost)."""
+    rng = np.random.default_rng(5)
+    n = 300
+    pot = rng.uniform(0, 100, (n, 4)) * (rng.random((n, 4)) < 0.8)
+    curves = MACCurves.from_options(pot, rng.uniform(-30, 300, (n, 4)).round(0))
+    assert curves._steps
+    firm, a0, da, c0, dc = curves._widths
+    positive = np.flatnonzero(np.diff(curves.abatement) > 0)
+    assert np.array_equal(firm, np.repeat(np.arange(n), np.diff(curves.start))[positive])
+    knots = curves.knots()
+    assert np.array_equal(knots.x, c0) and np.array_equal(knots.jump, da)
+    assert not knots.sloped
+    for p in [*rng.choice(c0, 20), 17.5, -math.inf, math.inf, rng.uniform(-30, 300, n)]:
+        for theta in (0.0, 0.4, 1.0):
+            pp = p[firm] if np.ndim(p) else p
+            flat = np.where(c0 < pp, 1.0, np.where(c0 == pp, theta, 0.0))
+            want = np.bincount(firm, weights=da * flat, minlength=n)
+            assert np.array_equal(curves.abatement_at(p, theta), want)
+    a = rng.uniform(0, 1.1, n) * curves.max_abatement
+    t = np.clip(a[firm] - a0, 0.0, da)
+    want = np.bincount(firm, weights=t * c0 + dc / da * t * t / 2.0, minlength=n)
+    assert np.array_equal(curves.cost_of(a), want)
+
+
+def _marginal_cost_reference(curves: MACCurves, abatement: np.ndarray) -> np.ndarray:
+    """The general form: the segments of each firm alone, the maximum by np.maximum.reduceat."""
+    keep = np.ones(curves.abatement.size - 1, dtype=bool)
+    keep[curves.start[1:-1] - 1] = False
+    firm = np.repeat(np.arange(curves.n_firms), np.diff(curves.start))[:-1][keep]
+    a0, c0 = curves.abatement[:-1][keep], curves.cost[:-1][keep]
+    da, dc = np.diff(curves.abatement)[keep], np.diff(curves.cost)[keep]
+    a = abatement[firm]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(da > 0, np.clip((a - a0) / np.where(da > 0, da, 1.0), 0.0, 1.0), 1.0)
+    value = np.where(a - a0 > 1e-12 * np.maximum(np.abs(a0), 1.0), c0 + dc * frac, -np.inf)
+    seg_start = curves.start[:-1] - np.arange(curves.n_firms)
+    return np.maximum(curves.cost[curves.start[:-1]], np.maximum.reduceat(value, seg_start))
+
+
+@pytest.mark.parametrize("kind", ["steps", "uniform", "general"])
+def test_marginal_cost_shortcuts_equal_the_general_form(kind) -> None:
+    """Step curves skip the fractions, curves with as many points each take the maximum column
+    by column: the same values as the general form, to the last bit."""
+    rng = np.random.default_rng(9)
+    n = 300
+    if kind == "steps":
+        pot = rng.uniform(0, 100, (n, 4)) * (rng.random((n, 4)) < 0.8)
+        curves = MACCurves.from_options(pot, rng.uniform(-30, 300, (n, 4)).round(0))
+    else:
+        k = np.full(n, 4) if kind == "uniform" else rng.integers(2, 7, n)
+        start = np.concatenate(([0], np.cumsum(k))).astype(np.int64)
+        firm = np.repeat(np.arange(n), k)
+        inc = rng.uniform(0, 10, firm.size) * (rng.random(firm.size) < 0.7)
+        inc[start[:-1]] = 0.0
+        rise = rng.uniform(0, 50, firm.size) * (rng.random(firm.size) < 0.5)
+        rise[start[:-1]] = rng.uniform(-20, 50, n)
+        first = np.repeat(start[:-1], k)
+        a, c = np.cumsum(inc), np.cumsum(rise)  # cumulative within each firm:
+        curves = MACCurves(start, a - a[first], c - c[first] + rise[first])
+    assert (curves._points_per_firm > 0) == (kind != "general")
+    assert curves._steps == (kind == "steps")
+    top = curves.max_abatement
+    for a in (rng.uniform(0, 1.1, n) * top, top, top * (1 + 1e-15), np.zeros(n)):
+        assert np.array_equal(curves.marginal_cost(a), _marginal_cost_reference(curves, a))

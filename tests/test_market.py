@@ -11,7 +11,18 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from model.mac import Knots, MACCurves
-from model.market import Bounds, clear, positions, solve_quantity, supply_at
+from model.market import (
+    Bounds,
+    Equilibrium,
+    _settle,
+    banking_knots,
+    clear,
+    clear_at_price,
+    firm_banking,
+    positions,
+    solve_quantity,
+    supply_at,
+)
 
 
 def random_knots(rng: np.random.Generator, n: int) -> tuple[MACCurves, Knots]:
@@ -231,3 +242,113 @@ def test_supply_cost_is_the_area_under_the_curve(seed, share) -> None:
         p, theta = float(knots.x.min()), 0.0
     expected = float(curve.cost_of(np.array([q]))[0])
     assert supply_cost(knots, p, theta) == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+def _check_solution(sets: list[Knots], target: float, p: float, theta: float) -> None:
+    """``(p, theta)`` meets ``target`` and is the lowest such price."""
+    total = sum(k.total for k in sets)
+    assert sum(supply_at(k, p, theta) for k in sets) == pytest.approx(target, rel=1e-9)
+    assert sum(supply_at(k, p, 0.0) for k in sets) <= target + 1e-9 * total
+    below = p - 1e-7 * max(1.0, abs(p))
+    assert sum(supply_at(k, below, 1.0) for k in sets) <= target + 1e-9 * total
+
+
+@pytest.mark.parametrize("sloped", [False, True])
+def test_solve_quantity_with_several_sets_and_passes(sloped) -> None:
+    """Several knot sets, bucketed over one or more passes (one set's knots crowded near zero
+    under a far outlier), sets that drop out of the bucket of the crossing."""
+    rng = np.random.default_rng(4)
+    crowd = MACCurves.from_options(rng.uniform(0, 10, (20_000, 1)), rng.uniform(0, 1, (20_000, 1)))
+    low = MACCurves.from_options(rng.uniform(0, 10, (3000, 2)), rng.uniform(-20, 5, (3000, 2)))
+    wide = (MACCurves.linear(rng.uniform(1, 50, 3000), rng.uniform(10, 900, 3000)) if sloped else
+            MACCurves.from_options(rng.uniform(0, 50, (3000, 2)), rng.uniform(10, 900, (3000, 2))))
+    outlier = Knots(np.array([1e6]), np.array([5.0]), np.zeros(1))
+    sets = [crowd.knots(), low.knots(), wide.knots(), outlier]
+    total = sum(k.total for k in sets)
+    for share in (0.02, 0.1, 0.3, 0.5, 0.8, 0.99, 0.9999):
+        p, theta = solve_quantity(sets, share * total)
+        _check_solution(sets, share * total, p, theta)
+        for order in (sets[::-1], sets[1:] + sets[:1]):  # the order of the sets does not matter
+            q, th = solve_quantity(order, share * total)
+            assert q == pytest.approx(p, rel=1e-12, abs=1e-12)
+            assert th == pytest.approx(theta, rel=1e-9, abs=1e-9)
+
+
+def test_solve_quantity_on_a_slope_through_an_empty_bucket() -> None:
+    """The crossing lies on a long slope where no knot is near: the bucket that holds it is
+    empty (used to fail)."""
+    rng = np.random.default_rng(0)
+    steps = MACCurves.from_options(rng.uniform(1, 10, (3000, 1)), rng.uniform(0, 100, (3000, 1)))
+    line = MACCurves.linear(np.array([1e6]), np.array([1e6]))  # 1 t per yuan/t up to 1e6
+    sets = [steps.knots(), line.knots()]
+    p, theta = solve_quantity(sets, sets[0].total + 5e5)
+    assert p == pytest.approx(5e5, rel=1e-12) and theta == 1.0
+
+
+def _clear_at_price_reference(firms, emissions, supply, offsets, limit, price, banking, bounds):
+    """clear_at_price as each set evaluated by itself (supply_at), one evaluation per use."""
+    sets = [k for k in (firms, offsets if limit > 0 else None, banking)
+            if k is not None and k.x.size]
+    bank_max = banking.capacity if banking is not None and banking.x.size else 0.0
+    target = emissions - supply + bank_max
+    low = sum(supply_at(k, price, 0.0) for k in sets)
+    high = sum(supply_at(k, price, 1.0) for k in sets)
+    tol = 1e-9 * max(abs(emissions), 1.0)
+    if not (low - tol <= target <= high + tol):
+        return None
+    theta = 1.0 if high <= low else min(1.0, max(0.0, (target - low) / (high - low)))
+    a = supply_at(firms, price, theta)
+    o = supply_at(offsets, price, theta) if limit > 0 and offsets.x.size else 0.0
+    if o > limit * (emissions - a) * (1 + 1e-12) + 1e-9:
+        return None
+    if not bounds.floor <= price <= bounds.upper:
+        return None
+    banked = bank_max - (supply_at(banking, price, theta) if bank_max else 0.0)
+    return _settle(Equilibrium(price, price, price, theta, theta, a, o, limit_binds=False,
+                               banked=banked, theta_bank=theta), emissions, supply, bounds)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), limit=st.sampled_from([0.0, 0.05, 0.3]),
+       bank=st.booleans(), tight=st.floats(0.1, 0.9))
+def test_clear_at_price_equals_evaluating_each_set(seed, limit, bank, tight) -> None:
+    """At prices within the vertical range of supply (a knot: theta in (0, 1)) and elsewhere,
+    the same equilibrium (or None) as evaluating each set separately, to the last bit."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    firms = MACCurves.from_options(rng.uniform(0, 100, (n, 3)), rng.uniform(-20, 300, (n, 3)))
+    ccer = MACCurves.from_options(rng.uniform(0, 300, (1, 4)), rng.uniform(5, 300, (1, 4)))
+    e = float(rng.uniform(2000, 5000, n).sum())
+    supply = e - tight * firms.max_abatement.sum()
+    banking = None
+    if bank:
+        banking = banking_knots(rng.uniform(0, 300, n).round(0), rng.uniform(0, 50, n),
+                                rng.uniform(0, 10, n) * (rng.random(n) < 0.5))
+    knots, offsets, bounds = firms.knots(), ccer.knots(), Bounds(floor=5.0, penalty=250.0)
+    eq = clear(knots, e, supply, offsets, limit, bounds, banking=banking)
+    prices = [eq.cea_price, *rng.choice(knots.x, 5), *rng.uniform(-30, 320, 5), math.inf]
+    for p in prices:
+        got = clear_at_price(knots, e, supply, offsets, limit, p, banking, bounds)
+        want = _clear_at_price_reference(knots, e, supply, offsets, limit, p, banking, bounds)
+        assert got == want
+
+
+def test_banking_knots_and_firm_banking() -> None:
+    rng = np.random.default_rng(2)
+    n = 500
+    threshold = rng.uniform(0, 100, n).round(0)
+    capacity = rng.uniform(0, 50, n) * (rng.random(n) < 0.8)
+    borrowing = rng.uniform(0, 10, n) * (rng.random(n) < 0.5)
+    k = banking_knots(threshold, capacity, borrowing)
+    keep = capacity + borrowing > 0
+    assert np.array_equal(k.x, threshold[keep]) and np.array_equal(k.jump, (capacity + borrowing)[keep])
+    assert not k.slope.any() and k.capacity == float(capacity[keep].sum())
+    for p, theta in ((42.0, 0.25), (42.5, 1.0), (-1.0, 0.0), (1e3, 1.0)):
+        eq = Equilibrium(p, p, p, theta, theta, 0.0, 0.0, limit_binds=False, theta_bank=theta)
+        got = firm_banking(threshold, capacity, borrowing, eq)
+        want = np.where(threshold > p, capacity, -borrowing)
+        at = threshold == p
+        want[at] = capacity[at] - theta * (capacity[at] + borrowing[at])
+        assert np.array_equal(got, want)
+        # the market's banked total is the firms' total
+        assert k.capacity - supply_at(k, p, theta) == pytest.approx(got.sum(), rel=1e-12, abs=1e-9)

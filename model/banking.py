@@ -1,0 +1,53 @@
+"""Banking demand: allowances firms hold for later years (or borrow from them) in the yearly market.
+
+A firm with an expected price holds allowances while today's price is below that expectation
+(discounted by a year) and releases them, borrowing in addition where allowed, once the price rises
+past it. For the market (:func:`model.market.clear`) this demand is written as a supply that is
+released with the price: knots with a jump at each firm's threshold. Plain functions on numpy
+arrays; re-exported by :mod:`model.market`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from model.mac import Knots
+
+if TYPE_CHECKING:
+    from model.market import Equilibrium
+
+
+@dataclass(frozen=True)
+class BankingKnots(Knots):
+    """Banking demand as released supply (:func:`banking_knots`); ``capacity``: the total, t."""
+
+    capacity: float = 0.0
+
+
+def banking_knots(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray) -> Knots:
+    """Firms' demand to bank (or borrow) allowances, written as a supply that is released.
+
+    Firm ``i`` holds ``capacity[i]`` t for later while the allowance price is below
+    ``threshold[i]`` (its expected next-year price discounted by one year) and borrows
+    ``borrowing[i]`` t from next year's allocation above it. As the price rises past the
+    threshold the firm releases ``capacity + borrowing``: a jump of that size at the threshold.
+    ``capacity`` of the result (the demand at a zero price) is the total capacity.
+    """
+    jump = capacity + borrowing
+    keep = np.flatnonzero(jump > 0)
+    return BankingKnots(x=np.asarray(threshold, float)[keep], jump=jump[keep],
+                        slope=np.zeros(keep.size), capacity=float(capacity[keep].sum()))
+
+
+def firm_banking(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray,
+                 eq: Equilibrium) -> np.ndarray:
+    """Each firm's banked allowances at the equilibrium (t; negative: borrowed)."""
+    p = eq.cea_price
+    out = np.where(threshold > p, capacity, -borrowing)
+    at = np.flatnonzero(threshold == p)
+    if at.size:
+        out[at] = capacity[at] - eq.theta_bank * (capacity[at] + borrowing[at])
+    return out
