@@ -532,8 +532,9 @@ def _apply_mac_scales(firms: Firms, scenario: Scenario) -> Firms:
     cost, potential = scenario.mac.cost_scale, scenario.mac.potential_scale
     if not cost and not potential:
         return firms
-    c = np.array([cost.get(s, 1.0) for s in firms.sector])
-    p = np.array([potential.get(s, 1.0) for s in firms.sector])
+    sectors, inverse, _, _ = policy.sector_groups(firms)
+    c = np.array([cost.get(str(s), 1.0) for s in sectors])[inverse]
+    p = np.array([potential.get(str(s), 1.0) for s in sectors])[inverse]
     options = None if firms.options is None else firms.options.scaled(c, p)
     return dataclasses.replace(firms, mac=firms.mac.cost_scaled(c).scaled(p), options=options)
 

@@ -38,10 +38,11 @@ COAL_TYPES = ("coal_gt300", "coal_le300", "coal_unconv")
 _GROUPS: dict[tuple[int, int], tuple] = {}
 
 
-def _groups(firms: Firms) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def sector_groups(firms: Firms) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Unique sectors and (sector, type) keys of a population with each firm's index into them.
 
-    Computed once per population (string sorting is the slow part of the yearly rules).
+    Computed once per population (string sorting is the slow part of the yearly rules); copies
+    of a population that share its ``sector`` and ``firm_type`` arrays share the result.
     """
     key = (id(firms.sector), id(firms.firm_type))  # copies of a population share the arrays
     hit = _GROUPS.get(key)
@@ -59,7 +60,7 @@ NEW_SECTOR_BASE_EXEMPT = ("power",)  # sectors that use the 10,000 t carry-over 
 
 def _type_mask(firms: Firms, types: tuple[str, ...]) -> np.ndarray:
     """Firms whose type is one of ``types`` (read-only; kept per population)."""
-    _, _, keys, t_inv = _groups(firms)
+    _, _, keys, t_inv = sector_groups(firms)
     cache_key = ("type_mask", id(firms.sector), id(firms.firm_type), types)
     hit = _DERIVED.get(cache_key)
     if hit is not None and hit[0] is firms.sector and hit[1] is firms.firm_type:
@@ -91,7 +92,7 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
     g, ic = _rates(tuple(sorted(scenario.growth.output.items())),
                    tuple(sorted(scenario.growth.intensity.items())))
     dt = year - firms.base_year
-    sectors, inverse, _, _ = _groups(firms)
+    sectors, inverse, _, _ = sector_groups(firms)
     out = np.array([(1.0 + g[s]) ** dt for s in sectors])[inverse]
     intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors])[inverse]
     return out, out * intensity
@@ -108,7 +109,7 @@ def _rates(output: tuple, intensity: tuple) -> tuple[dict[str, float], dict[str,
 def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
     """Firms covered in ``year``: their sector has entered and they emit at least the threshold."""
     entry = scenario.coverage.sectors
-    sectors, inverse, _, _ = _groups(firms)
+    sectors, inverse, _, _ = sector_groups(firms)
     entered = np.array([s in entry and entry[s] <= year for s in sectors])[inverse]
     return entered & (emissions >= scenario.coverage.threshold)
 
@@ -118,7 +119,7 @@ def grandfathered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
     until = scenario.allocation.grandfather_until
     if firms.allocation is not None:
         return np.zeros(firms.n, dtype=bool)
-    sectors, inverse, _, _ = _groups(firms)
+    sectors, inverse, _, _ = sector_groups(firms)
     return np.array([s in until and year <= until[s] for s in sectors])[inverse]
 
 
@@ -129,7 +130,7 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     year; before its first year, the first value. A firm type without a row uses its sector's
     rows (their mean), and a sector without rows its firms' mean intensity in the base year.
     """
-    _, _, uniq, inverse = _groups(firms)
+    _, _, uniq, inverse = sector_groups(firms)
     key = ("benchmarks", id(firms.sector), id(firms.firm_type), id(firms.emissions),
            id(firms.output), year, decline)
     hit = _DERIVED.get(key)
@@ -222,7 +223,7 @@ def allocate(
     if firms.allocation is not None:
         return np.where(in_market, firms.allocation, 0.0), 0.0
     alloc = np.where(in_market, benchmarks(firms, year, cfg.benchmark_decline) * output, 0.0)
-    sectors, s_inv, _, _ = _groups(firms)
+    sectors, s_inv, _, _ = sector_groups(firms)
     totals = np.bincount(s_inv, weights=alloc, minlength=sectors.size)  # per sector, t
     present = np.bincount(s_inv, weights=in_market, minlength=sectors.size) > 0
     factor, is_capped = np.ones(sectors.size), np.zeros(sectors.size, dtype=bool)
@@ -304,6 +305,6 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
         return np.zeros(firms.n)
     if b.carry_over == "unlimited":
         return np.full(firms.n, np.inf)
-    sectors, s_inv, _, _ = _groups(firms)
+    sectors, s_inv, _, _ = sector_groups(firms)
     base = np.where(np.isin(sectors, NEW_SECTOR_BASE_EXEMPT), b.base, b.base_new_sectors)[s_inv]
     return base + b.sales_multiple * np.maximum(net_sales, 0.0)
