@@ -38,15 +38,155 @@ Entry and retirement of plants are in :mod:`model.demography`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from model.mac import Knots, MACCurves
 from model.population import TechOptions
 
+# ---------------------------------------------------------------------------------- slot layout
+# The yearly functions below map per-option vectors onto the ``(n_firms, k)`` slots. What depends
+# only on the layout and the option table (e.g. each slot's lifetime) is computed once and kept
+# for read-only arrays, which are taken to never change: the shared population's are read-only
+# (``model._synthetic_population``), so every year of every run of a sweep reuses it. Nothing
+# derived from a writable array is kept.
+_MEMO: dict[tuple, tuple[tuple[np.ndarray, ...], object]] = {}
+_MEMO_SIZE = 64
+
+
+def _memo(name: str, arrays: tuple[np.ndarray, ...], build, *extra):
+    """``build()``, a function of ``arrays`` (and ``extra``), kept while the arrays are all
+    :func:`_frozen` (keyed by their identity, which the kept references pin). The result is
+    shared: callers must not change it."""
+    for a in arrays:
+        if not isinstance(a, np.ndarray) or a.flags.writeable:  # it may change
+            return build()
+    key = (name, *map(id, arrays), *extra)
+    hit = _MEMO.get(key)
+    if hit is None:
+        if len(_MEMO) >= _MEMO_SIZE:
+            del _MEMO[next(iter(_MEMO))]
+        hit = _MEMO[key] = (arrays, build())
+    return hit[1]
+
+
+def _frozen(a: np.ndarray) -> bool:
+    """Whether ``a`` is read-only (then its values are taken to never change)."""
+    return isinstance(a, np.ndarray) and not a.flags.writeable
+
+
+def _per_slot(option: np.ndarray, values: np.ndarray, fill) -> np.ndarray:
+    """``TechOptions.per_slot``: per-option ``values`` at each slot of ``option``, ``fill`` in
+    padding."""
+    values = np.asarray(values)
+    return _gather(option, np.append(values, np.asarray(fill, dtype=values.dtype)))
+
+
+def _gather(option: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[option]`` (the last entry in padding) with ``take``, faster than fancy indexing.
+    For the shared population, whose firms have one of a few layouts (a sector's options), the
+    table is gathered for each layout, then each firm's layout (fewer, larger reads)."""
+    if not _frozen(option):
+        return table.take(option)
+    n = table.size - 1
+    layouts, firm_layout = _memo("layouts", (option,), lambda: _layouts(option, n), n)
+    return table.take(layouts).take(firm_layout, axis=0)
+
+
+def _layouts(option: np.ndarray, n_options: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``option`` (padding at ``n_options``) and each firm's row."""
+    layouts, firm_layout = np.unique(np.where(option < 0, n_options, option), axis=0,
+                                     return_inverse=True)
+    return layouts, firm_layout.reshape(-1)
+
+
+def _slot_life(option: np.ndarray, lifetime: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each slot's lifetime (years, 0 in padding) and whether it holds a capital option
+    (lifetime > 0), both ``(n_firms, k)``; kept for the shared population."""
+    def build():
+        life = _per_slot(option, lifetime, 0)
+        return life, life > 0
+    return _memo("life", (option, lifetime), build)
+
+
+def _unavailable(options: TechOptions, year: int) -> np.ndarray:
+    """The flat (C-order) indices of the padding slots and of the slots whose option is not
+    available in ``year`` (before its ``first_year``); kept for the shared population and each
+    availability pattern (it changes only in the years some option becomes available)."""
+    option, first = options.option, options.first_year
+    if not (_frozen(option) and _frozen(first)):
+        return np.flatnonzero(~_per_slot(option, year >= first, False))
+    firsts = _memo("first years", (first,), lambda: sorted(set(first.tolist())))
+    return _memo("unavailable", (option, first),
+                 lambda: np.flatnonzero(~_per_slot(option, year >= first, False)),
+                 bisect.bisect_right(firsts, year))
+
+
+def _row(flat: np.ndarray, k: int) -> np.ndarray:
+    """The row (firm) of flat indices into a ``(n_firms, k)`` matrix (a shift for ``k`` a power
+    of two: integer division is slow)."""
+    if k & (k - 1) == 0 and k > 0:
+        return flat >> (k.bit_length() - 1)
+    return flat // max(k, 1)
+
+
+def _put(a: np.ndarray, index: np.ndarray, values) -> None:
+    """``a.flat[index] = values`` (assignment to a flat view is faster than ``ndarray.put``)."""
+    if a.flags.c_contiguous:
+        a.reshape(-1)[index] = values
+    else:
+        np.put(a, index, values)
+
+
+_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _and_rows(mask: np.ndarray, rows: np.ndarray) -> None:
+    """``mask &= rows[:, None]`` in place for a boolean ``(n_firms, k)`` mask. Broadcasting over
+    the few slots is slow; with ``k`` of 1, 2, 4 or 8 a row is one machine word, and a firm's
+    flag (0 or 1) times ``0x01..01`` is its flag in every byte of the word."""
+    k = mask.shape[1]
+    word = _WORDS.get(k)
+    rows = np.ascontiguousarray(rows, dtype=bool)
+    if word is None or not mask.flags.c_contiguous:
+        mask &= rows[:, None]
+        return
+    mask.view(word)[:, 0] &= rows.view(np.uint8).astype(word) * word(sum(256**i for i in range(k)))
+
 
 # ---------------------------------------------------------------------------------- costs
+def _cost_factor(options: TechOptions, year: int, cumulative_adoption: np.ndarray,
+                 learning: bool) -> np.ndarray:
+    """Each option's cost in ``year`` over its cost in ``options.base_year``, ``(n_options,)``
+    (read-only: the parts that depend on the option table and the year alone are kept for the
+    shared population)."""
+    if not learning:
+        return np.ones(options.n_options)
+    c0 = options.initial_deployment
+    rate, decline = options.learning_rate, options.cost_decline
+    positive, c0_or_1, exponent, kept = _memo("factor", (c0, rate, decline), lambda: (
+        bool((c0 > 0).all()), np.where(c0 > 0, c0, 1.0), np.log2(1.0 - rate), {}))
+    years = max(0, year - options.base_year)
+    time = kept.get(years)
+    if time is None:  # the decline with time
+        time = (1.0 - decline) ** years
+        time.flags.writeable = False
+        if len(kept) < 256:
+            kept[years] = time
+    if cumulative_adoption is c0:  # nothing adopted (the projection): 1 ** exponent * time
+        return time
+    factor = np.maximum(np.asarray(cumulative_adoption, dtype=np.float64), c0)
+    factor /= c0_or_1  # the cumulative adoption over its start, never below 1
+    if not positive:
+        factor = np.where(c0 > 0, factor, 1.0)
+    np.power(factor, exponent, out=factor)
+    factor *= time
+    return factor
+
+
 def option_costs(options: TechOptions, year: int, cumulative_adoption: np.ndarray, *,
                  learning: bool = True) -> np.ndarray:
     """Each firm's cost of each of its options in ``year`` with learning and time decline.
@@ -62,15 +202,11 @@ def option_costs(options: TechOptions, year: int, cumulative_adoption: np.ndarra
         Shape ``(n_firms, k)`` (the slots of ``options.option``), yuan/t; ``+inf`` where
         ``year < first_year`` and in padding slots.
     """
-    factor = np.ones(options.n_options)
-    if learning:
-        c0 = options.initial_deployment
-        cum = np.asarray(cumulative_adoption, dtype=np.float64)
-        ratio = np.where(c0 > 0, np.maximum(cum, c0) / np.where(c0 > 0, c0, 1.0), 1.0)
-        factor = ratio ** np.log2(1.0 - options.learning_rate)
-        factor *= (1.0 - options.cost_decline) ** max(0, year - options.base_year)
-    available = options.per_slot(year >= options.first_year, False)
-    return np.where(available, options.cost * options.per_slot(factor, 1.0), np.inf)
+    factor = _cost_factor(options, year, cumulative_adoption, learning)
+    out = _per_slot(options.option, factor, 1.0)
+    np.multiply(options.cost, out, out=out)
+    out.reshape(-1)[_unavailable(options, year)] = np.inf
+    return out
 
 
 def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
@@ -98,13 +234,16 @@ def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
     cost = (option_costs(options, year, cumulative_adoption, learning=learning)
             if costs is None else np.asarray(costs, dtype=np.float64))
     pot = options.tonnes(emissions)
-    capital = options.per_slot(options.capital, False)
-    include = ~capital
     if include_capital:
         if state is None:
             raise ValueError("include_capital needs the investment state")
-        include |= capital & ~state.active(year)
-    return _step_curves(cost, pot, include & (pot > 0) & np.isfinite(cost))
+        use = ~_per_slot(options.option, options.capital, False) | ~state.active(year)
+    else:  # not capital (padding included, as ~per_slot(capital, False)); the table is kept
+        use = _gather(options.option, _memo("operational", (options.kind,), lambda: np.append(
+            options.kind != "capital", True)))
+    use &= pot > 0
+    use &= np.isfinite(cost)
+    return _step_curves(cost, pot, use)
 
 
 def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
@@ -115,12 +254,17 @@ def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
     the per-firm curves: each usable option is a jump of its potential (t) at its cost (yuan/t).
     The perfect-foresight projection needs only this.
     """
-    cost = option_costs(options, year, cumulative_adoption, learning=learning)
     pot = options.tonnes(emissions)
-    use = (pot > 0) & np.isfinite(cost)
+    usable = year >= options.first_year  # per option
     if not include_capital:
-        use &= ~options.per_slot(options.capital, False)
-    return Knots(x=cost[use], jump=pot[use], slope=np.zeros(int(use.sum())))
+        usable &= ~options.capital
+    factor = _cost_factor(options, year, cumulative_adoption, learning)
+    cost = _per_slot(options.option, np.where(usable, factor, np.nan), np.nan)
+    np.multiply(options.cost, cost, out=cost)  # NaN in the slots not usable
+    use = np.isfinite(cost)
+    use &= pot > 0
+    flat = np.flatnonzero(use)  # by firm, then slot (as boolean indexing)
+    return Knots(x=cost.take(flat), jump=pot.take(flat), slope=np.zeros(flat.size))
 
 
 def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MACCurves:
@@ -128,58 +272,50 @@ def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MA
     gives them after compacting each firm's usable slots into the first columns (in slot order)
     and padding to the most any firm uses with zero-width options at the firm's cheapest cost.
 
-    Built with whole-column operations over the few slots (numpy's sorts of many short rows are
-    slow): an option's place is the number of usable options before it in a stable sort by cost
-    (the cheaper ones, the equally cheap ones in earlier slots), after the padding if it is
-    dearer than the cheapest. A firm without usable options gets the zero curve.
+    Built on the flat list of usable slots (numpy's sorts of many short rows are slow; few firms
+    use more than one or two options): an option's place is the number of the firm's usable
+    options before it in a stable sort by cost (the cheaper ones, the equally cheap ones in
+    earlier slots), after the padding if it is dearer than the cheapest. A firm's options are
+    neighbours in the list, at most ``k - 1`` apart. A firm without usable options gets the
+    zero curve.
     """
     n, slots = use.shape
-    use_t = use.T.copy()  # one contiguous row per slot
-    c = np.where(use_t, cost.T, np.inf)
-    count = np.zeros(n, dtype=np.int64)
-    for j in range(slots):
-        count += use_t[j]
+    flat = np.flatnonzero(use)  # by firm, then slot
+    firm = _row(flat, slots)
+    c = cost.take(flat)
+    count = np.bincount(firm, minlength=n)
     k = max(1, int(count.max(initial=0)))
-    cheapest = _slot_reduce(np.minimum, c.T, np.inf)
-    fill = np.where(np.isfinite(cheapest), cheapest, 0.0)
-    pad = k - count
-    c_sorted = np.repeat(fill, k)
-    q = np.zeros(n * k)
-    base = np.arange(n) * k
-    used = [j for j in range(slots) if use_t[j].any()]  # slots no firm uses change nothing
-    for j in used:
-        place = base + np.where(c[j] > cheapest, pad, 0)
-        for i in used:
-            if i != j:
-                place += (c[i] <= c[j]) if i < j else (c[i] < c[j])
-        rows = np.flatnonzero(use_t[j])
-        place = place[rows]
-        c_sorted[place] = c[j, rows]
-        q[place] = potential[rows, j]
-    c_sorted, q = c_sorted.reshape(n, k), q.reshape(n, k)
+    place = firm * k  # the firm's first place, plus the option's rank
+    for d in range(1, k):  # each pair of one firm's options, d apart in slot order
+        same = firm[d:] == firm[:-d]
+        earlier_first = c[:-d] <= c[d:]
+        place[d:] += same & earlier_first
+        place[:-d] += same > earlier_first
+    if k > 2:  # (with two options at most, a firm with a dearer option has no padding)
+        first = np.flatnonzero(place == firm * k)  # each firm's cheapest option
+        cheapest = np.zeros(n)
+        cheapest[firm.take(first)] = c.take(first)
+        place += (k - count).take(firm) * (c > cheapest.take(firm))
+    # padding (the places nobody takes): the cheapest cost, that of the place before it
+    c_sorted = np.full((n, k), np.nan)
+    c_sorted[:, 0] = 0.0  # a firm without options
+    c_sorted.reshape(-1)[place] = c
+    for j in range(1, k):
+        np.copyto(c_sorted[:, j], c_sorted[:, j - 1], where=np.isnan(c_sorted[:, j]))
+    q = np.zeros((n, k))
+    q.reshape(-1)[place] = potential.take(flat)
     for j in range(1, k):  # cumulative abatement, as a cumsum
         q[:, j] += q[:, j - 1]
-    a_pts = np.empty((n, 2 * k))
-    a_pts[:, 0] = 0.0
-    a_pts[:, 2::2] = q[:, :-1]
-    a_pts[:, 1::2] = q
-    c_pts = np.empty((n, 2 * k))
-    c_pts[:, 0::2] = c_sorted
-    c_pts[:, 1::2] = c_sorted
-    return MACCurves(start=np.arange(n + 1, dtype=np.int64) * (2 * k), abatement=a_pts.ravel(),
-                     cost=c_pts.ravel())
-
-
-def _slot_reduce(ufunc: np.ufunc, x: np.ndarray, initial=0.0) -> np.ndarray:
-    """``ufunc`` over the slots (axis 1) of a ``(n_firms, k)`` matrix, one slot after the other
-    (for sums: in slot order). numpy's reductions along a short last axis are many times slower
-    than these few whole-column operations."""
-    if x.shape[1] == 0:
-        return np.full(x.shape[0], initial, dtype=x.dtype)
-    out = x[:, 0].copy()
-    for j in range(1, x.shape[1]):
-        ufunc(out, x[:, j], out=out)
-    return out
+    # each option is a flat segment from (abatement before it, cost) to (after it, cost)
+    a_pts = np.empty((n * k, 2))
+    a_pts[:, 1] = q.reshape(-1)
+    a_pts[1:, 0] = a_pts[:-1, 1]
+    a_pts[::k, 0] = 0.0
+    c_pts = np.empty((n * k, 2))
+    c_pts[:, 0] = c_sorted.reshape(-1)
+    c_pts[:, 1] = c_pts[:, 0]
+    return MACCurves(start=np.arange(0, (n + 1) * 2 * k, 2 * k, dtype=np.int64),
+                     abatement=a_pts.ravel(), cost=c_pts.ravel())
 
 
 # ---------------------------------------------------------------------------------- investment
@@ -190,7 +326,8 @@ class InvestmentState:
     An option adopted in year ``y`` with lifetime ``L`` abates in years ``y .. y + L - 1``.
     Per-firm matrices are in the slot layout of :class:`TechOptions` (``option``);
     :attr:`adopted_from`, :attr:`adopted_until` and :attr:`annual_cost` give them with one column
-    per option.
+    per option. The slot matrices change only through :func:`decide` (which keeps the mask of
+    :meth:`active` up to date: the model asks for it three times a year).
 
     Attributes:
         option: Shape ``(n_firms, k)``, the option (table row) of each slot, -1 for padding.
@@ -207,6 +344,8 @@ class InvestmentState:
     slot_until: np.ndarray
     slot_cost: np.ndarray
     cumulative: np.ndarray
+    _active: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _latest: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def new(cls, options: TechOptions) -> InvestmentState:
@@ -217,8 +356,34 @@ class InvestmentState:
                    cumulative=options.initial_deployment.astype(np.float64).copy())
 
     def active(self, year: int) -> np.ndarray:
-        """Slots adopted and within their lifetime in ``year``, shape ``(n_firms, k)``."""
-        return (self.slot_from <= year) & (year < self.slot_until)
+        """Slots adopted and within their lifetime in ``year``, shape ``(n_firms, k)``
+        (read-only: the mask of the year last asked for is kept)."""
+        return self._in_use(year)[0]
+
+    def _in_use(self, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`active`, and the flat indices of its slots and their firms (computed once)."""
+        hit = self._active
+        if (hit is None or hit[0] != year or hit[1] is not self.slot_from
+                or hit[2] is not self.slot_until):
+            if self._latest_adoption() <= year:  # then slot_from <= year in every slot
+                self._keep_active(year, year < self.slot_until)
+            else:
+                self._keep_active(year, (self.slot_from <= year) & (year < self.slot_until))
+            hit = self._active
+        if hit[4] is None:
+            flat = np.flatnonzero(hit[3])
+            hit = self._active = (*hit[:4], flat, _row(flat, hit[3].shape[1]))
+        return hit[3:]
+
+    def _latest_adoption(self) -> int:
+        """The year of the latest adoption (kept; :func:`decide` keeps it up to date)."""
+        if self._latest is None or self._latest[0] is not self.slot_from:
+            self._latest = (self.slot_from, int(self.slot_from.max(initial=0)))
+        return self._latest[1]
+
+    def _keep_active(self, year: int, mask: np.ndarray) -> None:
+        mask.flags.writeable = False
+        self._active = (year, self.slot_from, self.slot_until, mask, None, None)
 
     def _dense(self, values: np.ndarray) -> np.ndarray:
         out = np.zeros((self.option.shape[0], self.cumulative.size), dtype=values.dtype)
@@ -264,44 +429,46 @@ def pv_average(expected_prices: np.ndarray | float, discount_rate: np.ndarray | 
     if np.ndim(expected_prices) < 2:  # a flat path: the average is the price itself
         p = _price_path(expected_prices, n_firms, 1)
         return np.where(lifetime > 0, p, -np.inf)
-    horizon = max(1, int(lifetime.max(initial=0)))
-    return _pv_average(_price_path(expected_prices, n_firms, horizon), discount_rate, lifetime)
-
-
-def _pv_average(p: np.ndarray, discount_rate: np.ndarray | float, lifetime: np.ndarray,
-                alive: np.ndarray | None = None, path: np.ndarray | None = None) -> np.ndarray:
-    """:func:`pv_average` of the price paths ``p`` (``(n_paths, >= max lifetime)``).
-
-    Args:
-        p: The paths; firm ``i`` expects ``p[path[i]]`` (default: ``p[i]``).
-        discount_rate: A scalar or one per firm.
-        lifetime: ``(n_options,)`` or ``(n_firms, k)``.
-        alive: Years per firm from the first (None: all): prices after them count as 0.
-        path: Each firm's path, shape ``(n_firms,)``; firms that share a path (an expectation
-            rule) share its sums.
-
-    The sums run along a path one year after the other (as a cumsum does), so that stopping
-    after ``alive`` years gives exactly the sum over the path with zeros afterwards.
-    """
     length = np.maximum(lifetime, 1)
     longest = int(length.max(initial=1))
-    r = np.asarray(discount_rate, dtype=np.float64)
-    if r.ndim >= 1 and path is not None:  # weights per firm: one path per firm
-        p, path = p[path], None
-    r = r[:, None] if r.ndim == 1 else r
-    w = (1.0 + r) ** -np.arange(longest, dtype=np.float64)
-    pw = p[:, :longest] * w
-    running = np.empty((longest, p.shape[0]))  # running[h, q]: path q's first h + 1 years
-    running[0] = pw[:, 0]
-    for h in range(1, longest):
-        np.add(running[h - 1], pw[:, h], out=running[h])
-    firm = np.arange(p.shape[0] if path is None else np.size(path))[:, None]
-    row = firm if path is None else np.asarray(path)[:, None]
-    top = length if alive is None else np.minimum(length, np.asarray(alive)[:, None])
-    num = np.where(top > 0, running[np.maximum(top, 1) - 1, row], 0.0)
-    den = np.cumsum(w, axis=-1)
-    out = num / (den[length - 1] if den.ndim == 1 else den[firm, length - 1])
+    running, weight = _discounted_sums(_price_path(expected_prices, n_firms, longest),
+                                       discount_rate, longest)
+    firm = np.arange(running.shape[0])[:, None]
+    out = running[firm, length] / (weight[length] if weight.ndim == 1 else weight[firm, length])
     return np.where(lifetime > 0, out, -np.inf)
+
+
+def _discounted_sums(p: np.ndarray, discount_rate: np.ndarray | float,
+                     longest: int) -> tuple[np.ndarray, np.ndarray]:
+    """``running[q, h] = sum_{k < h} d^k p[q, k]`` (yuan/t) and ``weight[h] = sum_{k < h} d^k``
+    (``weight[q, h]`` with a rate per path) for ``h = 0 .. longest``, ``d^k = (1 + r)^-k``: the
+    average over ``L`` years with the prices after ``top <= L`` years counted as 0 (a firm that
+    closes) is ``running[q, top] / weight[L]``. The sums run along a path one year after the
+    other (a cumsum): the sum of the first ``h`` years is the same whatever the path's length."""
+    r = np.asarray(discount_rate, dtype=np.float64)
+    if r.ndim == 0:  # one rate (the model's): its weights are kept
+        w, weight = _weights(float(r), longest)
+    else:
+        w, weight = _weights_of(r[:, None], longest)
+    running = np.zeros((p.shape[0], longest + 1))
+    np.cumsum(p[:, :longest] * w, axis=1, out=running[:, 1:])
+    return running, weight
+
+
+def _weights_of(r: np.ndarray | float, longest: int) -> tuple[np.ndarray, np.ndarray]:
+    """The discount weights ``(1 + r)^-k``, ``k < longest``, and their sums from ``h = 0``."""
+    w = (1.0 + np.asarray(r, dtype=np.float64)) ** -np.arange(longest, dtype=np.float64)
+    weight = np.zeros((*w.shape[:-1], longest + 1))
+    np.cumsum(w, axis=-1, out=weight[..., 1:])
+    return w, weight
+
+
+@functools.lru_cache(maxsize=16)
+def _weights(r: float, longest: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_weights_of` of one rate, kept (read-only)."""
+    w, weight = _weights_of(r, longest)
+    w.flags.writeable = weight.flags.writeable = False
+    return w, weight
 
 
 def _price_path(expected_prices: np.ndarray | float, n_firms: int | None,
@@ -348,44 +515,73 @@ def decide(state: InvestmentState, costs: np.ndarray, expected_prices: np.ndarra
     """
     costs = np.asarray(costs, dtype=np.float64)
     lifetime = np.asarray(lifetime, dtype=np.int64)
-    life = np.append(lifetime, 0)[state.option]  # per slot; padding: never adopted
-    n = costs.shape[0]
-    cand = (life > 0) & (potential_t > 0) & np.isfinite(costs) & ~state.active(year)
-    choice = _slot_reduce(np.logical_or, cand, False)  # firms with something to decide
+    life, capital = _slot_life(state.option, lifetime)  # padding: never adopted
+    active = state.active(year)
+    cand = np.isfinite(costs)
+    cand &= capital
+    cand &= potential_t > 0
+    np.greater(cand, active, out=cand)  # and not in use
     if eligible is not None:
-        choice &= np.asarray(eligible, dtype=bool)
-    rows = np.flatnonzero(choice)
-    new = np.zeros_like(cand)
-    if rows.size == 0:
+        _and_rows(cand, eligible)
+    new = np.zeros(cand.shape, dtype=bool)
+    flat = np.flatnonzero(cand)  # the candidates, by firm, then slot
+    if flat.size == 0:
         return new
-
-    def sub(x):
-        x = np.asarray(x, dtype=np.float64)
-        return np.take(x, rows, axis=0) if x.ndim >= 1 and x.shape[0] == n else x
-
-    rate, life_rows = sub(discount_rate), np.take(life, rows, axis=0)
-    prices, which = sub(expected_prices), None
-    if path is not None:
-        prices, which = np.asarray(expected_prices, dtype=np.float64), np.asarray(path)[rows]
-    if active_until is None and which is None and prices.ndim < 2:
-        avg = pv_average(prices, rate, life_rows, n_firms=rows.size)
-    else:  # with active_until, prices count until the firm closes (0 afterwards)
-        horizon = max(1, int(lifetime.max(initial=0)))
-        alive = (None if active_until is None
-                 else np.clip(np.asarray(active_until)[rows] - year + 1, 0, horizon))
-        prices = _price_path(prices, rows.size if which is None else None, horizon)
-        avg = _pv_average(prices, rate, life_rows, alive, which)
-    adopt = np.take(cand, rows, axis=0) & (np.take(costs, rows, axis=0) < avg)
-    i, j = np.nonzero(adopt)  # row-major: by firm, then slot
-    i = rows[i]
-    new[i, j] = True
-    pot = potential_t[i, j]
-    state.slot_from[i, j] = year
-    state.slot_until[i, j] = year + life[i, j]
-    state.slot_cost[i, j] = costs[i, j] * pot
-    state.cumulative += np.bincount(state.option[i, j], weights=pot,
+    firm = _row(flat, cand.shape[1])
+    cost, years = costs.take(flat), life.take(flat)
+    adopt = cost < _candidate_averages(expected_prices, discount_rate, year, years, firm,
+                                       cand.shape[0], active_until, path)
+    took = flat[adopt]
+    if took.size == 0:
+        return new
+    pot = potential_t.take(took)
+    new.reshape(-1)[took] = True
+    _put(state.slot_from, took, year)
+    _put(state.slot_until, took, year + years[adopt])
+    _put(state.slot_cost, took, cost[adopt] * pot)
+    state.cumulative += np.bincount(state.option.take(took), weights=pot,
                                     minlength=state.cumulative.size)
+    state._latest = (state.slot_from, max(state._latest_adoption(), year))
+    state._keep_active(year, active | new)  # adopted now: in use from this year
     return new
+
+
+def _candidate_averages(expected_prices: np.ndarray | float, discount_rate: np.ndarray | float,
+                        year: int, life: np.ndarray, firm: np.ndarray, n: int,
+                        active_until: np.ndarray | None, path: np.ndarray | None) -> np.ndarray:
+    """:func:`pv_average` for :func:`decide`'s candidate slots only: options of ``life`` years
+    (>= 1) of the firms ``firm`` (sorted), ``n`` firms in all, the other arguments as there. The
+    discounted sums of each distinct path (of each firm with a candidate if the rate is one per
+    firm) are computed once, then each candidate looks its average up."""
+    prices = np.asarray(expected_prices, dtype=np.float64)
+    if active_until is None and path is None and prices.ndim < 2:
+        flat = prices.reshape(-1)  # a flat path: the average is the price itself
+        return flat.take(firm) if flat.size == n else np.broadcast_to(flat, firm.shape)
+    longest = int(life.max())
+    r = np.asarray(discount_rate, dtype=np.float64)
+    per_firm = r.ndim >= 1 and r.shape[0] == n  # weights per firm
+    if path is not None and not per_firm:  # a few shared paths
+        table, row = _price_path(prices, None, longest), np.asarray(path).take(firm)
+    else:  # one path per firm with a candidate
+        change = np.empty(firm.size, dtype=bool)
+        change[0] = True
+        np.not_equal(firm[1:], firm[:-1], out=change[1:])
+        firms = firm[change]
+        row = np.cumsum(change) - 1
+        if path is not None:
+            prices = _price_path(prices, None, longest)[np.asarray(path)[firms]]
+        elif prices.ndim >= 1 and prices.shape[0] == n:
+            prices = prices[firms]
+        table = _price_path(prices, firms.size, longest)
+        r = r[firms] if per_firm else r
+    running, weight = _discounted_sums(table, r, longest)
+    top = life
+    if active_until is not None:  # prices after the firm's last year count as 0
+        top = np.minimum(life, np.asarray(active_until).take(firm) - (year - 1))
+        np.maximum(top, 0, out=top)
+    at = row * (longest + 1)
+    num = running.take(at + top)
+    return num / (weight.take(life) if weight.ndim == 1 else weight.take(at + life))
 
 
 def locked_abatement(state: InvestmentState, potential_t: np.ndarray, year: int) -> np.ndarray:
@@ -394,7 +590,7 @@ def locked_abatement(state: InvestmentState, potential_t: np.ndarray, year: int)
     Emissions after lock-in are ``unabated - locked = unabated x (1 - sum of adopted shares)``
     with ``potential_t = TechOptions.tonnes(unabated)`` of this year.
     """
-    return _slot_reduce(np.add, np.where(state.active(year), potential_t, 0.0))
+    return _sum_in_use(state, potential_t, year)
 
 
 def capital_cost(state: InvestmentState, year: int) -> np.ndarray:
@@ -402,4 +598,12 @@ def capital_cost(state: InvestmentState, year: int) -> np.ndarray:
 
     The charge runs for the whole lifetime, also after the firm closes (a stranded investment).
     """
-    return _slot_reduce(np.add, np.where(state.active(year), state.slot_cost, 0.0))
+    return _sum_in_use(state, state.slot_cost, year)
+
+
+def _sum_in_use(state: InvestmentState, x: np.ndarray, year: int) -> np.ndarray:
+    """Each firm's sum of ``x`` (``(n_firms, k)``) over its slots in use in ``year``: the sum
+    of ``np.where(state.active(year), x, 0.0)`` over the slots in slot order (a bincount adds
+    in the order of its input; the zeros left out change no sum but the sign of a -0.0)."""
+    _, flat, firm = state._in_use(year)
+    return np.bincount(firm, weights=np.take(x, flat), minlength=x.shape[0])

@@ -485,6 +485,241 @@ def test_pv_average_per_slot_lifetimes():
     np.testing.assert_allclose(per_option[:, 2], [_npv_average(p, 0.07, 12) for p in prices])
 
 
+# ---------------------------------------------------------------------------------- fast paths
+# The yearly functions work on flat lists of slots and keep what depends on the (read-only)
+# population alone; these tests hold them to the straightforward computations.
+def _random_options(rng, n, k, n_options=7, *, frozen=False, base_year=2025):
+    """Options with random layouts (each firm a sorted subset of the options, then padding -1),
+    costs with ties, zero potentials in padding and some real slots, later first years."""
+    option = np.full((n, k), -1, dtype=np.int64)
+    for i in range(n):
+        m = int(rng.integers(0, min(k, n_options) + 1))
+        option[i, :m] = np.sort(rng.choice(n_options, m, replace=False))
+    kind = rng.choice(["operational", "capital"], n_options).astype(object)
+    cost = rng.choice([-20.0, 0.0, 35.0, 80.0, 150.0, 400.0], (n, k))
+    pot = np.where(option >= 0, rng.choice([0.0, 0.05, 0.1, 0.2], (n, k)), 0.0)
+    o = TechOptions(
+        name=np.array([f"o{j}" for j in range(n_options)], dtype=object),
+        sector=np.full(n_options, "power", dtype=object), kind=kind,
+        lifetime=np.where(kind == "capital", rng.choice([1, 5, 12, 25], n_options), 0),
+        learning_rate=rng.choice([0.0, 0.1, 0.2], n_options),
+        cost_decline=rng.choice([0.0, 0.01, 0.03], n_options),
+        first_year=rng.choice([2000, 2030, 2040], n_options),
+        initial_deployment=rng.choice([0.0, 500.0, 2000.0], n_options),
+        cost=cost, potential=pot, base_year=base_year, option=option)
+    return _frozen_copy(o) if frozen else o
+
+
+def _frozen_copy(o):
+    """``o`` with read-only copies of its arrays, as the model's shared population."""
+    values = {}
+    for f in dataclasses.fields(o):
+        v = getattr(o, f.name)
+        if isinstance(v, np.ndarray):
+            v = v.copy()
+            v.flags.writeable = False
+        values[f.name] = v
+    return TechOptions(**values)
+
+
+def _reference_costs(o, year, cum, learning=True):
+    """option_costs as first written: per-slot gathers and np.where."""
+    factor = np.ones(o.n_options)
+    if learning:
+        c0 = o.initial_deployment
+        ratio = np.where(c0 > 0, np.maximum(cum, c0) / np.where(c0 > 0, c0, 1.0), 1.0)
+        factor = ratio ** np.log2(1.0 - o.learning_rate)
+        factor *= (1.0 - o.cost_decline) ** max(0, year - o.base_year)
+    available = o.per_slot(year >= o.first_year, False)
+    return np.where(available, o.cost * o.per_slot(factor, 1.0), np.inf)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_slot_helpers_match_fancy_indexing(seed):
+    rng = np.random.default_rng(seed)
+    o = _random_options(rng, int(rng.integers(1, 40)), int(rng.integers(1, 6)))
+    for frozen in (False, True):
+        option = _frozen_copy(o).option if frozen else o.option.copy()
+        for values, fill in ((rng.normal(size=7), 1.0), (rng.random(7) < 0.5, False),
+                             (rng.integers(0, 30, 7), 0)):
+            want = np.append(values, fill)[option]
+            for _ in range(2):  # again: the kept layout
+                got = inv._per_slot(option, values, fill)
+                assert got.dtype == want.dtype and np.array_equal(got, want)
+        life, capital = inv._slot_life(option, o.lifetime)
+        np.testing.assert_array_equal(life, np.append(o.lifetime, 0)[option])
+        np.testing.assert_array_equal(capital, life > 0)
+    option = o.option.copy()  # a writable layout is never kept: a change is seen
+    inv._per_slot(option, np.arange(7.0), -1.0)
+    option[:, 0] = -1
+    np.testing.assert_array_equal(inv._per_slot(option, np.arange(7.0), -1.0),
+                                  np.append(np.arange(7.0), -1.0)[option])
+
+
+def test_row_put_and_row_masks_match_the_plain_operations():
+    rng = np.random.default_rng(0)
+    for k in range(1, 10):
+        flat = np.sort(rng.choice(50 * k, 40, replace=False))
+        np.testing.assert_array_equal(inv._row(flat, k), flat // k)
+        for mask in (rng.random((50, k)) < 0.6, (rng.random((k, 50)) < 0.6).T):  # (non-)contig.
+            rows = rng.random(50) < 0.5
+            want = mask & rows[:, None]
+            inv._and_rows(mask, rows)
+            np.testing.assert_array_equal(mask, want)
+        for a in (rng.random((50, k)), rng.random((k, 50)).T):
+            want = a.copy()
+            np.put(want, flat, -1.0)
+            inv._put(a, flat, -1.0)
+            np.testing.assert_array_equal(a, want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_costs_curves_and_knots_match_the_reference(seed):
+    """Bitwise the same with the kept (read-only population) and the computed per-slot values,
+    and as the first written costs; the projection's shortcut (nothing adopted) included."""
+    rng = np.random.default_rng(seed)
+    o = _random_options(rng, int(rng.integers(1, 50)), int(rng.integers(1, 6)))
+    fo = _frozen_copy(o)
+    e = rng.uniform(3e4, 1e6, o.n_firms)
+    for year in (2020, 2030, 2031, 2045):
+        for cum in (fo.initial_deployment, o.initial_deployment * rng.uniform(0.5, 8, 7)):
+            for learning in (True, False):
+                want = _reference_costs(o, year, np.asarray(cum), learning)
+                for opts in (o, fo, fo):
+                    c = inv.option_costs(opts, year, cum, learning=learning)
+                    np.testing.assert_array_equal(c, want)
+        st = inv.InvestmentState.new(o)
+        for capital in (False, True):
+            curves = [inv.operational_curves(opts, e, year, fo.initial_deployment, state=st,
+                                             include_capital=capital) for opts in (o, fo)]
+            knots = [inv.option_knots(opts, e, year, opts.initial_deployment,
+                                      include_capital=capital) for opts in (o, fo)]
+            for name in ("start", "abatement", "cost"):
+                np.testing.assert_array_equal(getattr(curves[0], name), getattr(curves[1], name))
+            cost, pot = _reference_costs(o, year, o.initial_deployment), o.tonnes(e)
+            use = (pot > 0) & np.isfinite(cost)
+            if not capital:
+                use &= ~o.per_slot(o.capital, False)
+            for k in knots:
+                np.testing.assert_array_equal(k.x, cost[use])
+                np.testing.assert_array_equal(k.jump, pot[use])
+                assert not k.slope.any() and k.slope.size == k.x.size
+
+
+def test_step_curves_with_padding_and_ties():
+    """Three options for one firm (padding for the others), equal costs in slot order."""
+    cost = np.array([[50.0, 30.0, 50.0, 9.0], [70.0, 0.0, 0.0, 0.0], [0.0] * 4,
+                     [5.0, 5.0, 1.0, 1.0], [7.0, 2.0, 0.0, 0.0]])
+    pot = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 0, 0, 0], [0.0] * 4, [6.0, 7.0, 8.0, 9.0],
+                    [2.0, 3.0, 0.0, 0.0]])
+    use = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]],
+                   dtype=bool)
+    got = inv._step_curves(cost, pot, use)
+    want = _reference_curves(cost, pot, use)
+    for name in ("start", "abatement", "cost"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    assert got.start[1] == 6  # k = 3: zero-width steps pad the firms with fewer options
+    np.testing.assert_array_equal(got.cost[24:], [2.0, 2.0, 2.0, 2.0, 7.0, 7.0])
+
+
+def _reference_decide(st, costs, prices, rate, year, lifetime, pot, eligible=None,
+                      until=None, path=None):
+    """decide slot by slot: a candidate adopts iff its cost is below the discounted average
+    of its firm's path (the sums of the same terms in the same order as the vectorised one)."""
+    n, k = costs.shape
+    life = np.append(lifetime, 0)[st.option]
+    active = (st.slot_from <= year) & (year < st.slot_until)
+    new = np.zeros((n, k), dtype=bool)
+    p = np.asarray(prices, dtype=float)
+    r = np.broadcast_to(np.asarray(rate, dtype=float), (n,))
+    for i in range(n):
+        for j in range(k):
+            if not (life[i, j] > 0 and pot[i, j] > 0 and np.isfinite(costs[i, j])
+                    and not active[i, j] and (eligible is None or eligible[i])):
+                continue
+            length = int(life[i, j])
+            if until is None and path is None and p.ndim < 2:
+                avg = p if p.ndim == 0 else p.reshape(-1)[i]  # a flat path: the price
+            else:
+                row = (p[path[i]] if path is not None else p[i] if p.ndim == 2
+                       else p[i:i + 1] if p.ndim == 1 else p.reshape(1))
+                row = np.concatenate((row, np.repeat(row[-1:], max(0, length - row.size))))
+                w = (1.0 + r[i]) ** -np.arange(length, dtype=float)
+                top = length if until is None else min(length, max(until[i] - year + 1, 0))
+                num = np.cumsum(row[:length] * w)[top - 1] if top > 0 else 0.0
+                avg = num / np.cumsum(w)[length - 1]
+            new[i, j] = costs[i, j] < avg
+    i, j = np.nonzero(new)
+    st.slot_from[i, j] = year
+    st.slot_until[i, j] = year + life[i, j]
+    st.slot_cost[i, j] = costs[i, j] * pot[i, j]
+    st.cumulative += np.bincount(st.option[i, j], weights=pot[i, j], minlength=st.cumulative.size)
+    return new
+
+
+@pytest.mark.parametrize("case", ["flat", "flat closing", "paths", "paths per-firm rate",
+                                  "per firm", "scalar ties"])
+def test_decide_matches_the_slot_by_slot_reference(case):
+    rng = np.random.default_rng(len(case))
+    n, k = 80, 5
+    o = _random_options(rng, n, k, frozen=True)
+    pot = o.tonnes(rng.uniform(3e4, 1e6, n))
+    rate = rng.uniform(0.0, 0.12, n) if "rate" in case or case == "per firm" else 0.06
+    eligible = rng.random(n) < 0.8
+    until = np.where(rng.random(n) < 0.3, rng.integers(2028, 2070, n), dem.NEVER)
+    kw = {"eligible": eligible}
+    if case == "flat":
+        prices = rng.uniform(0, 300, n)
+    elif case == "flat closing":
+        prices, kw["active_until"] = rng.uniform(0, 300, n), until
+    elif case.startswith("paths"):
+        prices = np.vstack((np.full(8, 120.0), np.cumsum(rng.uniform(0, 20, (2, 8)), axis=1)))
+        kw["path"], kw["active_until"] = rng.integers(0, 3, n), until
+    elif case == "per firm":
+        prices, kw["active_until"] = rng.uniform(0, 300, (n, 30)), until
+    else:  # costs equal to the flat price: no adoption (strictly below)
+        prices = 150.0
+    fast, slow = inv.InvestmentState.new(o), inv.InvestmentState.new(o)
+    for year in (2030, 2031, 2045, 2046, 2071):
+        costs = inv.option_costs(o, year, fast.cumulative)
+        if case == "scalar ties":
+            costs = np.where(rng.random((n, k)) < 0.5, 150.0, costs)
+        a = inv.decide(fast, costs, prices, rate, year, o.lifetime, pot, **kw)
+        b = _reference_decide(slow, costs, prices, rate, year, o.lifetime, pot,
+                              kw.get("eligible"), kw.get("active_until"), kw.get("path"))
+        np.testing.assert_array_equal(a, b)
+        for name in ("slot_from", "slot_until", "slot_cost", "cumulative"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+        assert (fast.active(year) >= a).all()
+    assert fast.adopted_from.any()
+
+
+def test_active_mask_is_kept_and_follows_adoptions():
+    rng = np.random.default_rng(1)
+    o = _random_options(rng, 60, 4, frozen=True)
+    pot = o.tonnes(rng.uniform(3e4, 1e6, 60))
+    st = inv.InvestmentState.new(o)
+    for year in (2030, 2031, 2036, 2033, 2060):  # also a year before the latest adoption
+        before = st.active(year).copy()
+        assert not st.active(year).flags.writeable
+        new = inv.decide(st, inv.option_costs(o, year, st.cumulative), 1e4, 0.05, year,
+                         o.lifetime, pot)
+        np.testing.assert_array_equal(st.active(year), before | new)
+        for y in (year - 3, year, year + 1, year + 12, year + 40):
+            want = (st.slot_from <= y) & (y < st.slot_until)
+            np.testing.assert_array_equal(st.active(y), want)
+            for x in (pot, st.slot_cost):  # the sums over the slots in use, in slot order
+                w = np.where(want, x, 0.0)
+                ref = w[:, 0].copy()
+                for j in range(1, w.shape[1]):
+                    ref += w[:, j]
+                np.testing.assert_array_equal(inv._sum_in_use(st, x, y), ref)
+            np.testing.assert_array_equal(inv.locked_abatement(st, pot, y),
+                                          inv._sum_in_use(st, pot, y))
+    st.slot_until = np.zeros_like(st.slot_until)  # new arrays: the kept mask is not used
+    assert not st.active(2060).any() and not inv.capital_cost(st, 2060).any()
+
+
 # ---------------------------------------------------------------------------------- demography
 def test_demography_is_deterministic_per_seed(pop):
     a, pa = dem.plan_demography(np.random.default_rng(9), pop, 2050)
