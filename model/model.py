@@ -225,8 +225,9 @@ class CarbonMarket(mesa.Model):
             for a in (output, e, cov, grand, mkt, free):  # shared by the projection and the run
                 a.flags.writeable = False
             self._caps[y] = dict(self.cap_state.first)
-            self._exo[y] = YearInputs(y, output, e, cov, grand, mkt, free, auctioned, None,
-                                      policy.offset_supply(sc, y), em_factor=em_factor)
+            self._exo[y] = YearInputs(y, output, e, cov, grand, mkt, np.flatnonzero(mkt), free,
+                                      auctioned, None, policy.offset_supply(sc, y),
+                                      em_factor=em_factor)
         return self._exo[year]
 
     def _inputs(self, year: int) -> YearInputs:
@@ -244,7 +245,7 @@ class CarbonMarket(mesa.Model):
                                             learning=sc.investment.learning)
             curves = investment.operational_curves(
                 f.options.take(mkt), x.emissions[mkt], year, self.investment.cumulative,
-                costs=costs.take(np.flatnonzero(mkt), axis=0))
+                costs=costs.take(x.market_index, axis=0))
         else:
             curves = f.mac.select(mkt).scaled(x.em_factor[mkt])
         return dataclasses.replace(x, curves=curves, costs=costs)
@@ -387,71 +388,71 @@ class CarbonMarket(mesa.Model):
             extra["total_cost_with_trading"] = _total_cost(with_trade)
             extra["resource_cost_with_trading"] = (_resource_cost(with_trade, ccer, eq.ccer_price)
                                                    + float(capex[mkt].sum()))
-        # back to all firms (one block, one scatter)
-        n = f.n
-        names = ("abatement", "offsets", "surrendered", "bought", "shortfall", "abatement_cost",
-                 "offset_cost", "trade_cost", "penalty_cost", "borrowed", "carry")
-        block = np.zeros((len(names), n))
-        block[:, mkt] = (pos.abatement, pos.offsets, pos.surrendered, pos.cea_bought,
-                         pos.shortfall, pos.abatement_cost, pos.offset_cost, pos.trade_cost,
-                         pos.penalty_cost, np.maximum(-banked_m, 0.0),
-                         np.maximum(capacity, banked_m))  # carry: what the firm may hold
-        full = dict(zip(names, block))
-        if grand.any():
-            full["surrendered"][grand] = e[grand]
+        # The registry books every firm; the totals come from the market's arrays.
+        n, idx = f.n, x.market_index
+        abatement_m, abatement_cost_m = pos.abatement, pos.abatement_cost
         if self.dynamic:  # operational + locked-in capital options, and their capital charges
-            full["abatement"] += np.where(mkt, locked, 0.0)
-            full["abatement_cost"] += np.where(mkt, capex, 0.0)
+            abatement_m, abatement_cost_m = abatement_m + locked[idx], abatement_cost_m + capex[idx]
+        borrowed_m = np.maximum(-banked_m, 0.0)
+        book = np.zeros((5, n))
+        book[:, idx] = (pos.offsets, pos.surrendered, pos.cea_bought, pos.shortfall, borrowed_m)
+        offsets, surrendered, bought, shortfall, borrowed = book
+        if grand.any():
+            surrendered[grand] = e[grand]
         rec = YearRecord(
-            year=year, free=free, bank_in=bank_in, deducted=deducted, bought=full["bought"],
-            surrendered=full["surrendered"], ccer=full["offsets"], shortfall=full["shortfall"],
+            year=year, free=free, bank_in=bank_in, deducted=deducted, bought=bought,
+            surrendered=surrendered, ccer=offsets, shortfall=shortfall,
             banked=np.zeros(n), expired=np.zeros(n), auctioned=auctioned,
             auction_unsold=auction_unsold, reserve_sales=reserve, withheld=withheld,
-            borrowed=full["borrowed"],
+            borrowed=borrowed,
         )
-        net_sales = -full["bought"]
+        net_sales = -bought
         carry_limit = policy.carry_over_limit(f, sc, net_sales)
-        carry_limit[mkt] = np.maximum(carry_limit[mkt], full["carry"][mkt])
+        # what a firm in the market may hold: its limit, or more if it banks (or borrows) more
+        carry_limit[idx] = np.maximum(carry_limit[idx], np.maximum(capacity, banked_m))
         self.ledger.record(rec, carry_limit, sc.compliance.deduct_shortfall)
         self.last_net_sales = net_sales
-        cost = (full["abatement_cost"] + full["offset_cost"] + full["trade_cost"]
-                + full["penalty_cost"])
-        verified = np.where(cov, e - full["abatement"], 0.0)
+        cost_m = abatement_cost_m + pos.offset_cost + pos.trade_cost + pos.penalty_cost
 
         def firm_state() -> dict[str, np.ndarray]:
-            mac = np.zeros(n)
-            mac[mkt] = curves.marginal_cost(pos.abatement)
+            def spread(v: np.ndarray) -> np.ndarray:  # market firms' values, 0 elsewhere
+                out = np.zeros(n)
+                out[idx] = v
+                return out
+
+            abatement = spread(abatement_m)
             return {
-                "covered": cov.astype(float), "output": x.output, "emissions": verified,
-                "abatement": full["abatement"], "allocation": free - deducted,
-                "cea_bought": full["bought"], "ccer_used": full["offsets"],
-                "banked": rec.banked, "mac": mac, "total_cost": cost,
-                "unabated": np.where(cov, e, 0.0), "surrendered": full["surrendered"],
-                "shortfall": full["shortfall"], "abatement_cost": full["abatement_cost"],
-                "offset_cost": full["offset_cost"], "trade_cost": full["trade_cost"],
-                "penalty_cost": full["penalty_cost"],
+                "covered": cov.astype(float), "output": x.output,
+                "emissions": np.where(cov, e - abatement, 0.0), "abatement": abatement,
+                "allocation": free - deducted, "cea_bought": bought, "ccer_used": offsets,
+                "banked": rec.banked, "mac": spread(curves.marginal_cost(pos.abatement)),
+                "total_cost": spread(cost_m), "unabated": np.where(cov, e, 0.0),
+                "surrendered": surrendered, "shortfall": shortfall,
+                "abatement_cost": spread(abatement_cost_m),
+                "offset_cost": spread(pos.offset_cost), "trade_cost": spread(pos.trade_cost),
+                "penalty_cost": spread(pos.penalty_cost),
             }
         self._state, self._state_of = None, firm_state
-        total = float(cost.sum())
-        capex_total = float(capex[mkt].sum())  # capital charges: the same with or without trading
+        capex_total = float(capex[idx].sum()) if self.dynamic else 0.0  # same without trading
         resource = _resource_cost(pos, ccer, ccer_price) + capex_total
+        covered_emissions, abated = float(e[cov].sum()), float(abatement_m.sum())
         row = {
             "year": year, "cea_price": cea_price, "ccer_price": ccer_price,
-            "emissions": float(verified.sum()), "abatement": float(full["abatement"].sum()),
-            "allocation": rec.allocated, "ccer_used": float(full["offsets"].sum()),
-            "abatement_cost": float(full["abatement_cost"].sum()),
-            "offset_cost": float(full["offset_cost"].sum()),
-            "shortfall": float(full["shortfall"].sum()), "reserve_sales": reserve,
-            "banked": float(rec.banked.sum()), "covered_firms": int(cov.sum()),
-            "covered_emissions": float(e[cov].sum()), "free_allocation": float(free.sum()),
+            "emissions": covered_emissions - abated, "abatement": abated,
+            "allocation": rec.allocated, "ccer_used": float(pos.offsets.sum()),
+            "abatement_cost": float(abatement_cost_m.sum()),
+            "offset_cost": float(pos.offset_cost.sum()),
+            "shortfall": float(pos.shortfall.sum()), "reserve_sales": reserve,
+            "banked": float(rec.banked.sum()), "covered_firms": int(np.count_nonzero(cov)),
+            "covered_emissions": covered_emissions, "free_allocation": float(free.sum()),
             "auctioned": auctioned, "withheld": withheld,
             "expired": float(rec.expired.sum() + auction_unsold + withheld),
-            "bank_in": float(bank_in.sum()), "borrowed": float(full["borrowed"].sum()),
-            "trade_volume": float(np.maximum(full["bought"], 0.0).sum()),
+            "bank_in": float(bank_in.sum()), "borrowed": float(borrowed_m.sum()),
+            "trade_volume": float(np.maximum(pos.cea_bought, 0.0).sum()),
             "penalty": penalty if math.isfinite(penalty) else 0.0,
-            "penalty_cost": float(full["penalty_cost"].sum()),
-            "limit_binds": bool(eq.limit_binds and sc.market.trading), "total_cost": total,
-            "resource_cost": resource,
+            "penalty_cost": float(pos.penalty_cost.sum()),
+            "limit_binds": bool(eq.limit_binds and sc.market.trading),
+            "total_cost": float(cost_m.sum()), "resource_cost": resource,
         }
         if "transaction_costs" in extra:
             row["transaction_costs"] = extra["transaction_costs"]
@@ -482,6 +483,7 @@ class YearInputs:
     covered: np.ndarray
     grandfathered: np.ndarray
     market: np.ndarray  # covered and not grandfathered: the firms that trade
+    market_index: np.ndarray  # their indices (np.flatnonzero(market))
     free: np.ndarray
     auctioned: float
     curves: MACCurves | None  # MAC curves of the market's firms (None: not built yet)
