@@ -305,6 +305,14 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
         return np.zeros(firms.n)
     if b.carry_over == "unlimited":
         return np.full(firms.n, np.inf)
-    sectors, s_inv, _, _ = sector_groups(firms)
-    base = np.where(np.isin(sectors, NEW_SECTOR_BASE_EXEMPT), b.base, b.base_new_sectors)[s_inv]
+    key = ("carry_base", id(firms.sector), id(firms.firm_type), b.base, b.base_new_sectors)
+    hit = _DERIVED.get(key)
+    if hit is not None and hit[0] is firms.sector and hit[1] is firms.firm_type:
+        base = hit[2]
+    else:
+        sectors, s_inv, _, _ = sector_groups(firms)
+        base = np.where(np.isin(sectors, NEW_SECTOR_BASE_EXEMPT), b.base,
+                        b.base_new_sectors)[s_inv]
+        base.flags.writeable = False
+        _remember(key, (firms.sector, firms.firm_type, base))
     return base + b.sales_multiple * np.maximum(net_sales, 0.0)
