@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.mac import Knots
+from model.mac import Knots, stable_argsort
 from model.market import at_cea_price
 
 
@@ -240,23 +240,47 @@ class _Stack:
     Year ``t``'s running sums (``Knots._sorted``: jumps, slopes, slope * price) are stored after
     a zero at ``base[t]``, so the supply with ``k`` knots at or below the price is read at
     ``base[t] + k`` (``k = 0``: nothing is supplied, as in :meth:`Knots.at`).
+
+    Step curves (the national runs: ~40 years of ~10,000 knots) are sorted here with
+    :func:`model.mac.stable_argsort` and their jumps summed straight into the stack, without
+    ``Knots._sorted`` (its zero slope sums and the copies into the stack cost ~1.5 ms of a
+    ~15 ms national path); :meth:`prime` fills that cache for the rare year evaluated alone.
     """
 
     def __init__(self, curves: list[Knots]) -> None:
-        parts = [c._sorted for c in curves]
-        self.x = [p[0] for p in parts]  # each year's knot prices, sorted, yuan/t
-        self.size = np.array([x.size for x in self.x], dtype=np.intp)
+        self.curves = curves
+        self.size = np.array([c.x.size for c in curves], dtype=np.intp)
         self.base = np.concatenate(([0], np.cumsum(self.size + 1)[:-1]))
         # Step curves need only the jumps. A non-decreasing supply is a step function iff its
         # slopes sum to 0 and so does slope * price (minus the width of its sloped parts).
-        self.sloped = any(p[2].size and (p[2][-1] != 0 or p[3][-1] != 0) for p in parts)
-        zero = np.zeros(1)
-
-        def stacked(i: int) -> np.ndarray:
-            return np.concatenate([a for p in parts for a in (zero, p[i])])
-
-        self.cj = stacked(1)
-        self.cs, self.cx = (stacked(2), stacked(3)) if self.sloped else (zero, zero)
+        parts = [c._sorted if c.sloped else None for c in curves]
+        self.sloped = any(p is not None and p[2].size and (p[2][-1] != 0 or p[3][-1] != 0)
+                          for p in parts)
+        self.x, self.order = [], []  # each year's knot prices, sorted (yuan/t), and their order
+        self.cj = np.empty(int(self.size.sum()) + len(curves))
+        if self.sloped:
+            self.cs, self.cx = np.empty_like(self.cj), np.empty_like(self.cj)
+        else:
+            self.cs = self.cx = np.zeros(1)
+        for t, (c, p) in enumerate(zip(curves, parts)):
+            at = slice(self.base[t] + 1, self.base[t] + 1 + c.x.size)
+            self.cj[at.start - 1] = 0.0
+            if p is None:  # (the sums of Knots._sorted: same order, same bits)
+                order, x = stable_argsort(c.x)
+                np.cumsum(c.jump[order], out=self.cj[at])
+            else:
+                order, x = None, p[0]
+                self.cj[at] = p[1]
+                if self.sloped:
+                    self.cs[at.start - 1] = self.cx[at.start - 1] = 0.0
+                    self.cs[at], self.cx[at] = p[2], p[3]
+            self.x.append(x)
+            self.order.append(order)
+        if self.sloped:  # (curves sorted here have no slopes: zero sums)
+            for t, order in enumerate(self.order):
+                if order is not None:
+                    self.cs[self.base[t]:self.base[t] + self.size[t] + 1] = 0.0
+                    self.cx[self.base[t]:self.base[t] + self.size[t] + 1] = 0.0
         # Curves of a few knots (offsets) are counted for all years at once, not searched.
         width = int(self.size.max(initial=0))
         self.few = None
@@ -264,6 +288,14 @@ class _Stack:
             self.few = np.full((len(curves), width), np.nan)  # NaN pads are never <= a price
             for t, x in enumerate(self.x):
                 self.few[t, :x.size] = x
+
+    def prime(self, t: int) -> None:
+        """Fill year ``t``'s ``Knots._sorted`` from the stack (for :meth:`Knots.at`), if empty."""
+        c, order = self.curves[t], self.order[t]
+        if order is not None and "_sorted" not in c.__dict__:
+            zeros = np.zeros(c.x.size)
+            cj = self.cj[self.base[t] + 1:self.base[t] + 1 + c.x.size]
+            c.__dict__["_sorted"] = (self.x[t], cj, zeros, zeros.copy(), c.jump[order])
 
     def at(self, s: int, prices: np.ndarray, lo: np.ndarray,
            hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -442,6 +474,8 @@ class _Years:
             """Candidate ``j`` with its binding (or infinite-price) years evaluated one by one."""
             u = np.broadcast_to(fast, prices.shape)[:, j].copy()
             for i in slow[:, j].nonzero()[0].tolist():
+                self.firms.prime(s + i)
+                self.offsets.prime(s + i)
                 u[i] = use_at_price(self.years[s + i], float(prices[i, j]))[0]
             if capped:
                 u = np.where(prices[:, j] >= self.upper[rows], np.minimum(u, self.issued[rows]), u)

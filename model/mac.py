@@ -168,8 +168,7 @@ def stable_argsort(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _argsort_stable(x)
     key = (np.asarray(x, dtype=np.float64) + 0.0).view(np.int64)  # -0.0 -> 0.0 (equal prices)
     key ^= (key >> 63) & _SIGN_OFF  # now ordered as the prices are
-    key >>= b
-    key <<= b
+    key &= -(1 << b)  # (the lowest b bits cleared)
     key |= np.arange(n)
     key.sort()
     order = key & ((1 << b) - 1)

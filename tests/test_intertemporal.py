@@ -242,3 +242,28 @@ def test_path_is_that_of_plain_bisection_with_offsets_and_bounds() -> None:
         prices, bank = plain_bisection(years, r, bank0, borrow)
         np.testing.assert_allclose(path.prices, prices, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(path.bank, bank, rtol=0, atol=1e-6 * max(np.abs(bank).max(), 1))
+
+
+def test_stacked_step_curves_are_the_sorted_knots_bit_for_bit() -> None:
+    """The stack sorts step curves itself: its sums, and the cache it fills for one year, are
+    those of ``Knots._sorted`` (ties and -0.0 included); sloped curves are read from the cache."""
+    from model.intertemporal import _Stack
+
+    rng = np.random.default_rng(5)
+    curves = [Knots(rng.choice([-2.0, -0.0, 0.0, 1.5, 30.0], 40), rng.uniform(0, 9, 40),
+                    np.zeros(40)),
+              Knots(rng.uniform(-5, 500, 3000), rng.uniform(0, 9, 3000), np.zeros(3000)),
+              EMPTY,
+              Knots(np.array([1.0, 3.0]), np.array([0.0, 0.0]), np.array([2.0, -2.0]))]
+    stack = _Stack(curves)
+    for t, c in enumerate(curves):
+        want = Knots(c.x, c.jump, c.slope)._sorted
+        got = stack.cj[stack.base[t]:stack.base[t] + c.x.size + 1]
+        assert got[0] == 0.0 and (got[1:] == want[1]).all()
+        assert stack.x[t].tobytes() == want[0].tobytes()
+        stack.prime(t)
+        for a, b in zip(c._sorted, want):
+            assert a.tobytes() == b.tobytes()
+    assert stack.sloped
+    assert (stack.cs[stack.base[3]:stack.base[3] + 3] == [0.0, 2.0, 0.0]).all()
+    assert (stack.cs[stack.base[1]:stack.base[1] + 3001] == 0.0).all()
