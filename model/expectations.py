@@ -75,8 +75,12 @@ class Expectations:
         Perfect foresight covers the simulated horizon: after its last year allowances have no
         value (the terminal condition of the path), so nobody with foresight banks into it.
         """
-        nxt = self.path.get(year + 1, 0.0)
-        return np.array((self.last_price, self.adaptive, nxt)).take(self.rule)
+        return self.rule_prices(year).take(self.rule)
+
+    def rule_prices(self, year: int) -> np.ndarray:
+        """The price each rule expects for ``year + 1`` (MYOPIC, ADAPTIVE, PERFECT), yuan/t:
+        :meth:`next_price` of a firm is the entry of its rule (firms sharing a rule share it)."""
+        return np.array((self.last_price, self.adaptive, self.path.get(year + 1, 0.0)))
 
     def threshold(self, year: int) -> np.ndarray:
         """The price below which each firm holds allowances for next year (discounted), yuan/t."""

@@ -79,8 +79,7 @@ def _frozen(a: np.ndarray) -> bool:
 
 
 def _per_slot(option: np.ndarray, values: np.ndarray, fill) -> np.ndarray:
-    """``TechOptions.per_slot``: per-option ``values`` at each slot of ``option``, ``fill`` in
-    padding."""
+    """``TechOptions.per_slot``: per-option ``values`` at each slot, ``fill`` in padding."""
     values = np.asarray(values)
     return _gather(option, np.append(values, np.asarray(fill, dtype=values.dtype)))
 
@@ -212,7 +211,8 @@ def option_costs(options: TechOptions, year: int, cumulative_adoption: np.ndarra
 def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
                        cumulative_adoption: np.ndarray, *, state: InvestmentState | None = None,
                        include_capital: bool = False, learning: bool = True,
-                       costs: np.ndarray | None = None) -> MACCurves:
+                       costs: np.ndarray | None = None,
+                       tonnes: np.ndarray | None = None) -> MACCurves:
     """The yearly step MAC curves of the firms from their available operational options.
 
     Args:
@@ -225,7 +225,8 @@ def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
         include_capital: Also put the capital options that are not adopted (locked in) this year
             in the curve, as one-year options at their levelised cost.
         learning: As in :func:`option_costs`.
-        costs: This year's :func:`option_costs` if already computed (saves the work).
+        costs, tonnes: This year's :func:`option_costs` and ``options.tonnes(emissions)`` if
+            already computed (saves the work).
 
     Returns:
         One curve per firm: flat at each option's cost over its potential (t), options sorted by
@@ -233,7 +234,7 @@ def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
     """
     cost = (option_costs(options, year, cumulative_adoption, learning=learning)
             if costs is None else np.asarray(costs, dtype=np.float64))
-    pot = options.tonnes(emissions)
+    pot = options.tonnes(emissions) if tonnes is None else tonnes
     if include_capital:
         if state is None:
             raise ValueError("include_capital needs the investment state")
@@ -276,8 +277,7 @@ def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MA
     use more than one or two options): an option's place is the number of the firm's usable
     options before it in a stable sort by cost (the cheaper ones, the equally cheap ones in
     earlier slots), after the padding if it is dearer than the cheapest. A firm's options are
-    neighbours in the list, at most ``k - 1`` apart. A firm without usable options gets the
-    zero curve.
+    neighbours in the list, at most ``k - 1`` apart. A firm without usable options: the zero curve.
     """
     n, slots = use.shape
     flat = np.flatnonzero(use)  # by firm, then slot

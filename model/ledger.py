@@ -87,9 +87,12 @@ class Ledger:
         Raises:
             ConservationError: The year's flows do not balance, or a firm's holdings are negative.
         """
-        end = rec.free - rec.deducted + rec.bank_in + rec.bought - rec.surrendered
+        end = rec.free - rec.deducted  # + bank in + bought - surrendered (+ borrowed), in place
+        end += rec.bank_in
+        end += rec.bought
+        end -= rec.surrendered
         if rec.borrowed is not None:
-            end = end + rec.borrowed
+            end += rec.borrowed
         scale = max(float(np.abs(rec.free).sum() + rec.auctioned + np.abs(rec.bank_in).sum()
                           + np.abs(rec.bought).sum() + np.abs(rec.surrendered).sum()
                           + np.abs(rec.deducted).sum() + rec.reserve_sales + rec.withheld), 1.0)
@@ -97,7 +100,7 @@ class Ledger:
         if (end < -tol).any():
             i = int(np.argmin(end))
             raise ConservationError(f"{rec.year}: firm {i} ends the year holding {end[i]:.6g} t")
-        end = np.maximum(end, 0.0)
+        np.maximum(end, 0.0, out=end)
         rec.banked = np.minimum(end, carry_limit)
         rec.expired = end - rec.banked
         inflow = rec.allocated + rec.bank_in.sum() + rec.reserve_sales

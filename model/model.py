@@ -126,6 +126,7 @@ class CarbonMarket(mesa.Model):
         self.history: list[dict] = []
         self.firm_rows: list[dict[str, np.ndarray]] = []
         self.last_net_sales = np.zeros(firms.n)
+        self._carry_kept: tuple | None = None  # (scenario, net sales, limit): _carry_over_limit
         ex = scenario.expectations
         self.expectations = Expectations.draw(
             self.rng, firms.n, (ex.myopic, ex.adaptive, ex.perfect), ex.adaptive_weight,
@@ -234,65 +235,73 @@ class CarbonMarket(mesa.Model):
         """Everything about ``year`` that does not depend on the market's history.
 
         With investment, the yearly MAC curves hold the operational options (capital options
-        come in through :meth:`_invest`).
+        come in through :meth:`_invest`). The market's rows are taken with ``market_index``
+        (``take`` is much faster than boolean indexing and gives the same values).
         """
         sc, f = self.config, self.firms
         x = self._exogenous(year)
-        mkt = x.market
-        costs = None
-        if self.dynamic:  # operational options only: _invest uses the costs
-            costs = investment.option_costs(f.options, year, self.investment.cumulative,
-                                            learning=sc.investment.learning)
-            curves = investment.operational_curves(
-                f.options.take(mkt), x.emissions[mkt], year, self.investment.cumulative,
-                costs=costs.take(x.market_index, axis=0))
-        else:
-            curves = f.mac.select(mkt).scaled(x.em_factor[mkt])
-        return dataclasses.replace(x, curves=curves, costs=costs)
+        idx = x.market_index
+        if not self.dynamic:
+            return dataclasses.replace(x, curves=f.mac.select(idx).scaled(x.em_factor.take(idx)))
+        # This year's option costs and slot potentials (t) of every firm, computed once: _invest
+        # uses them all, the curves (operational options only) the market's rows.
+        costs = investment.option_costs(f.options, year, self.investment.cumulative,
+                                        learning=sc.investment.learning)
+        tonnes = f.options.tonnes(x.emissions)
+        curves = investment.operational_curves(
+            f.options.take(idx), x.emissions.take(idx), year, self.investment.cumulative,
+            costs=costs.take(idx, axis=0), tonnes=tonnes.take(idx, axis=0))
+        return dataclasses.replace(x, curves=curves, costs=costs, tonnes=tonnes)
 
     def _projected_supply(self, x: YearInputs) -> Knots:
         """The market's abatement supply in the perfect-foresight projection: with investment,
         every option (capital ones as one-year options at their levelised cost) from nothing
         adopted."""
-        f, mkt = self.firms, x.market
+        f, idx = self.firms, x.market_index
         if not self.dynamic:
-            return f.mac.select(mkt).scaled(x.em_factor[mkt]).knots()
-        options = f.options.take(mkt)
-        return investment.option_knots(options, x.emissions[mkt], x.year,
+            return f.mac.select(idx).scaled(x.em_factor.take(idx)).knots()
+        options = f.options.take(idx)
+        return investment.option_knots(options, x.emissions.take(idx), x.year,
                                        options.initial_deployment, include_capital=True,
                                        learning=self.config.investment.learning)
 
-    def _invest(self, x: YearInputs, expected: np.ndarray) -> np.ndarray:
+    def _invest(self, x: YearInputs, rule_prices: np.ndarray) -> np.ndarray:
         """Firms in the market adopt the capital options that pay at their expected prices.
 
         Args:
-            x: The year's inputs.
-            expected: Each firm's expected price for next year, yuan/t.
+            x: The year's inputs (from :meth:`_inputs`: with costs and potentials).
+            rule_prices: The price each expectation rule expects for next year, yuan/t
+                (:meth:`Expectations.rule_prices`).
 
-        Returns the abatement locked in by capital options this year, t per firm.
+        Returns the abatement locked in by capital options this year, t per firm (only the
+        market's firms are read).
         """
         sc, f, year, ex = self.config, self.firms, x.year, self.expectations
         horizon = max(1, int(f.options.lifetime.max(initial=1)))
-        # The distinct expected price paths and each firm's path (firms sharing one share its
-        # sums): flat at the expected price, one per rule (myopic, adaptive), and the
-        # perfect-foresight path.
-        path = ex.rule.astype(np.intp)
-        flat = np.zeros(int(path.max(initial=0)) + 1)
-        flat[path] = expected
-        if not np.array_equal(flat[path], expected):  # firms of a rule expect different prices
-            flat, path = np.unique(expected, return_inverse=True)
-        paths = np.repeat(flat[:, None], horizon, axis=1)
+        # The distinct expected price paths, one per rule, and each firm's (its rule): flat at
+        # the rule's expected price (myopic, adaptive), the perfect-foresight path. Firms that
+        # share a path share its discounted sums.
+        paths = np.repeat(rule_prices[:, None], horizon, axis=1)
         if ex.needs_path:
             future = [ex.path.get(year + k) for k in range(horizon)]
             last = next(p for p in reversed([ex.path.get(year, 0.0), *future]) if p is not None)
-            row = np.array([last if p is None else p for p in future])
-            path = np.where(ex.rule == PERFECT, flat.size, path)
-            paths = np.vstack((paths, row))
-        potential = f.options.tonnes(x.emissions)
+            paths[PERFECT] = [last if p is None else p for p in future]
         investment.decide(self.investment, x.costs, paths, sc.expectations.discount_rate,
-                          year, f.options.lifetime, potential, eligible=x.market,
-                          active_until=f.active_until, path=path)
-        return investment.locked_abatement(self.investment, potential, year)
+                          year, f.options.lifetime, x.tonnes, eligible=x.market,
+                          active_until=f.active_until, path=ex.rule.astype(np.intp))
+        return investment.locked_abatement(self.investment, x.tonnes, year)
+
+    def _carry_over_limit(self, net_sales: np.ndarray) -> np.ndarray:
+        """:func:`policy.carry_over_limit` of every firm for ``net_sales`` (t; read-only). The
+        limit of a year's net sales is computed when the year closes and kept: the next year's
+        banking demand needs it again (unless the scenario changed in between)."""
+        kept = self._carry_kept
+        if kept is not None and kept[0] is self.config and kept[1] is net_sales:
+            return kept[2]
+        limit = policy.carry_over_limit(self.firms, self.config, net_sales)
+        limit.flags.writeable = False
+        self._carry_kept = (self.config, net_sales, limit)
+        return limit
 
     def _project(self) -> tuple[dict[int, float], dict[int, float]]:
         """The perfect-foresight path over the scenario's years (unlimited banking): prices and
@@ -312,16 +321,22 @@ class CarbonMarket(mesa.Model):
                 dict(zip(years, map(float, path.bank))))
 
     def _simulate_year(self, year: int) -> None:
-        sc, f = self.config, self.firms
+        """Simulate ``year`` (see the module docstring). The market's rows of per-firm arrays
+        are taken with ``x.market_index`` (faster than boolean indexing, the same values)."""
+        sc, f, ex = self.config, self.firms, self.expectations
         x = self._inputs(year)
-        e, cov, grand, mkt, free, auctioned = (x.emissions, x.covered, x.grandfathered,
-                                                x.market, x.free, x.auctioned)
+        e, cov, grand, free, auctioned = (x.emissions, x.covered, x.grandfathered, x.free,
+                                          x.auctioned)
+        idx = x.market_index
         holdings, bank_in, deducted = self.ledger.opening(free)
         curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
-        expected = self.expectations.next_price(year)  # each firm's price for next year
-        locked = self._invest(x, expected) if self.dynamic else None  # capital options in use
-        capex = (investment.capital_cost(self.investment, year) if self.dynamic
-                 else np.zeros(f.n))  # yearly capital charges, yuan
+        rule_prices = ex.rule_prices(year)  # next year's price under each expectation rule
+        expected = rule_prices.take(ex.rule)  # each firm's (ex.next_price)
+        locked = self._invest(x, rule_prices) if self.dynamic else None  # capital options in use
+        capex_m, capex_total = None, 0.0  # the market's yearly capital charges, yuan
+        if self.dynamic:  # (the same with or without trading)
+            capex_m = investment.capital_cost(self.investment, year).take(idx)
+            capex_total = float(capex_m.sum())
         penalty = policy.penalty_level(sc, self.previous_price)
         price_cap = penalty
         if sc.compliance.penalty is None:
@@ -330,40 +345,43 @@ class CarbonMarket(mesa.Model):
             price_cap = min(penalty, max(float(np.max(curves.cost, initial=0.0)),
                                          float(np.max(ccer.x, initial=0.0))))
         bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=price_cap)
-        e_m, h_m = (e if locked is None else e - locked)[mkt], holdings[mkt]
+        e_m, h_m, free_m = e.take(idx), holdings.take(idx), free.take(idx)
+        if locked is not None:
+            e_m -= locked.take(idx)
         # Banking demand: each firm holds allowances while its discounted expected price is
         # above today's, within its carry-over limit, and may borrow above it.
-        carry = policy.carry_over_limit(f, sc, self.last_net_sales)[mkt]
+        carry = self._carry_over_limit(self.last_net_sales).take(idx)
         capacity = np.minimum(carry, float(free.sum() + auctioned + holdings.sum()))
-        borrow = sc.banking.borrowing * free[mkt] if sc.banking.enabled else 0.0 * free[mkt]
-        threshold = expected[mkt] / (1.0 + self.expectations.discount_rate)  # hold above it
+        borrow = sc.banking.borrowing * free_m if sc.banking.enabled else 0.0 * free_m
+        threshold = expected.take(idx) / (1.0 + ex.discount_rate)  # hold above it
         # Firms with perfect foresight hold the path's bank, in proportion to their allocation.
-        planned = np.zeros(int(mkt.sum()))
-        foresight = self.expectations.rule[mkt] == PERFECT
-        if foresight.any() and sc.market.trading:
-            share = free[mkt] * foresight / max(float(free[mkt].sum()), 1e-300)
-            planned = np.clip(self.expectations.path_bank.get(year, 0.0) * share,
-                              -borrow, capacity)
+        planned = np.zeros(idx.size)
+        foresight = ex.rule.take(idx) == PERFECT
+        any_foresight = bool(foresight.any())
+        if any_foresight and sc.market.trading:
+            share = free_m * foresight / max(float(free_m.sum()), 1e-300)
+            planned = np.clip(ex.path_bank.get(year, 0.0) * share, -borrow, capacity)
             capacity, borrow = np.where(foresight, 0.0, capacity), np.where(foresight, 0.0, borrow)
         banking = banking_knots(threshold, capacity, borrow) if sc.market.trading else None
         frictions = sc.market.trading and self.participation is not None
         if not frictions:  # the frictionless market (also the benchmark of a no-trading run)
             knots, to_sell = curves.knots(), float(h_m.sum() + auctioned - planned.sum())
             eq = clear(knots, float(e_m.sum()), to_sell, ccer, limit, bounds, banking=banking)
-            if foresight.any() and year in self.expectations.path:  # the path's price, if it
-                at_path = clear_at_price(knots, float(e_m.sum()), to_sell, ccer, limit,  # clears
-                                         self.expectations.path[year], banking, bounds)
+            if any_foresight and year in ex.path:  # the path's price, if it clears
+                at_path = clear_at_price(knots, float(e_m.sum()), to_sell, ccer, limit,
+                                         ex.path[year], banking, bounds)
                 if at_path is not None:
                     eq = at_path
             auction_unsold = min(eq.surplus, auctioned)
             eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
         extra: dict[str, float] = {}
-        banked_m = np.zeros(int(mkt.sum()))
+        banked_m = np.zeros(idx.size)
         if frictions:
             # Frictions: restricted participants and a transaction cost (no banking demand:
             # firms bank only what they leave unsold).
             eq, pos = clear_with_frictions(curves, e_m, h_m, ccer, limit, bounds,
-                                           self.participation[mkt], sc.frictions.transaction_cost,
+                                           self.participation.take(idx),
+                                           sc.frictions.transaction_cost,
                                            auctioned=auctioned, penalty=penalty)
             auction_unsold = eq.auction_unsold
             eq = dataclasses.replace(eq, surplus=eq.surplus - auction_unsold)
@@ -380,22 +398,25 @@ class CarbonMarket(mesa.Model):
                 p_alone, alone = autarky(curves, e_m, h_m, ccer, limit, penalty)
                 extra["total_cost_no_trading"] = _total_cost(alone)
                 extra["resource_cost_no_trading"] = (_resource_cost(alone, ccer, p_alone)
-                                                     + float(capex[mkt].sum()))
+                                                     + capex_total)
         else:
             with_trade = positions(curves, e_m, h_m, eq, penalty)
             ccer_price, pos = autarky(curves, e_m, h_m, ccer, limit, penalty)
             cea_price, reserve, withheld, auction_unsold = 0.0, 0.0, 0.0, auctioned
             extra["total_cost_with_trading"] = _total_cost(with_trade)
             extra["resource_cost_with_trading"] = (_resource_cost(with_trade, ccer, eq.ccer_price)
-                                                   + float(capex[mkt].sum()))
+                                                   + capex_total)
         # The registry books every firm; the totals come from the market's arrays.
-        n, idx = f.n, x.market_index
+        n = f.n
         abatement_m, abatement_cost_m = pos.abatement, pos.abatement_cost
         if self.dynamic:  # operational + locked-in capital options, and their capital charges
-            abatement_m, abatement_cost_m = abatement_m + locked[idx], abatement_cost_m + capex[idx]
+            abatement_m = abatement_m + locked.take(idx)
+            abatement_cost_m = abatement_cost_m + capex_m
         borrowed_m = np.maximum(-banked_m, 0.0)
         book = np.zeros((5, n))
-        book[:, idx] = (pos.offsets, pos.surrendered, pos.cea_bought, pos.shortfall, borrowed_m)
+        for row, v in zip(book, (pos.offsets, pos.surrendered, pos.cea_bought, pos.shortfall,
+                                 borrowed_m)):
+            row[idx] = v  # (one row at a time: faster than book[:, idx])
         offsets, surrendered, bought, shortfall, borrowed = book
         if grand.any():
             surrendered[grand] = e[grand]
@@ -407,9 +428,9 @@ class CarbonMarket(mesa.Model):
             borrowed=borrowed,
         )
         net_sales = -bought
-        carry_limit = policy.carry_over_limit(f, sc, net_sales)
+        carry_limit = self._carry_over_limit(net_sales).copy()  # (next year reuses it)
         # what a firm in the market may hold: its limit, or more if it banks (or borrows) more
-        carry_limit[idx] = np.maximum(carry_limit[idx], np.maximum(capacity, banked_m))
+        carry_limit[idx] = np.maximum(carry_limit.take(idx), np.maximum(capacity, banked_m))
         self.ledger.record(rec, carry_limit, sc.compliance.deduct_shortfall)
         self.last_net_sales = net_sales
         cost_m = abatement_cost_m + pos.offset_cost + pos.trade_cost + pos.penalty_cost
@@ -433,7 +454,6 @@ class CarbonMarket(mesa.Model):
                 "penalty_cost": spread(pos.penalty_cost),
             }
         self._state, self._state_of = None, firm_state
-        capex_total = float(capex[idx].sum()) if self.dynamic else 0.0  # same without trading
         resource = _resource_cost(pos, ccer, ccer_price) + capex_total
         covered_emissions, abated = float(e[cov].sum()), float(abatement_m.sum())
         row = {
@@ -489,6 +509,7 @@ class YearInputs:
     curves: MACCurves | None  # MAC curves of the market's firms (None: not built yet)
     offsets: Knots
     costs: np.ndarray | None = None  # this year's option costs (investment, not projection)
+    tonnes: np.ndarray | None = None  # this year's slot potentials, t (the same)
     em_factor: np.ndarray | None = None  # emissions relative to the base year (growth only)
 
 

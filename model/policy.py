@@ -93,8 +93,8 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
                    tuple(sorted(scenario.growth.intensity.items())))
     dt = year - firms.base_year
     sectors, inverse, _, _ = sector_groups(firms)
-    out = np.array([(1.0 + g[s]) ** dt for s in sectors])[inverse]
-    intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors])[inverse]
+    out = np.array([(1.0 + g[s]) ** dt for s in sectors]).take(inverse)
+    intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors]).take(inverse)
     return out, out * intensity
 
 
@@ -110,7 +110,7 @@ def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) 
     """Firms covered in ``year``: their sector has entered and they emit at least the threshold."""
     entry = scenario.coverage.sectors
     sectors, inverse, _, _ = sector_groups(firms)
-    entered = np.array([s in entry and entry[s] <= year for s in sectors])[inverse]
+    entered = np.array([s in entry and entry[s] <= year for s in sectors]).take(inverse)
     return entered & (emissions >= scenario.coverage.threshold)
 
 
@@ -120,7 +120,7 @@ def grandfathered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
     if firms.allocation is not None:
         return np.zeros(firms.n, dtype=bool)
     sectors, inverse, _, _ = sector_groups(firms)
-    return np.array([s in until and year <= until[s] for s in sectors])[inverse]
+    return np.array([s in until and year <= until[s] for s in sectors]).take(inverse)
 
 
 def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
@@ -136,10 +136,10 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     hit = _DERIVED.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], (
             firms.sector, firms.firm_type, firms.emissions, firms.output))):
-        return hit[1][inverse]
+        return hit[1].take(inverse)
     values = np.array([_schedule(firms, k, year, decline) for k in uniq])
     _remember(key, ((firms.sector, firms.firm_type, firms.emissions, firms.output), values))
-    return values[inverse]
+    return values.take(inverse)
 
 
 def _schedule(firms: Firms, key: str, year: int, decline: float) -> float:
@@ -222,16 +222,20 @@ def allocate(
     cfg = scenario.allocation
     if firms.allocation is not None:
         return np.where(in_market, firms.allocation, 0.0), 0.0
-    alloc = np.where(in_market, benchmarks(firms, year, cfg.benchmark_decline) * output, 0.0)
+    alloc = np.zeros(in_market.size)  # benchmark x output in the market, 0 elsewhere
+    np.multiply(benchmarks(firms, year, cfg.benchmark_decline), output, out=alloc,
+                where=in_market)
     sectors, s_inv, _, _ = sector_groups(firms)
-    totals = np.bincount(s_inv, weights=alloc, minlength=sectors.size)  # per sector, t
-    present = np.bincount(s_inv, weights=in_market, minlength=sectors.size) > 0
+    totals = None  # per sector, t (needed in the years with a cap)
+    present = np.bincount(s_inv.compress(in_market), minlength=sectors.size) > 0
     factor, is_capped = np.ones(sectors.size), np.zeros(sectors.size, dtype=bool)
     for code in np.flatnonzero(present):
         sector = str(sectors[code])
         start = cap_start(scenario, sector)
         if start is None or year < start:
             continue
+        if totals is None:
+            totals = np.bincount(s_inv, weights=alloc, minlength=sectors.size)
         is_capped[code] = True
         if sector not in cap_state.first:
             cap_state.first[sector] = float(totals[code])
@@ -240,15 +244,19 @@ def allocate(
         if totals[code] > 0:
             factor[code] = cap / totals[code]
     if is_capped.any():
-        alloc *= factor[s_inv]
-    capped = in_market & is_capped[s_inv]
-    # Exemptions of the intensity-based system; a sector under an absolute cap has none.
-    if cfg.gas_never_short:
-        gas = in_market & ~capped & _type_mask(firms, ("gas",))
-        alloc[gas] = np.maximum(alloc[gas], emissions[gas])
-    if cfg.coal_shortfall_cap is not None:
-        coal = in_market & ~capped & _type_mask(firms, COAL_TYPES)
-        alloc[coal] = np.maximum(alloc[coal], emissions[coal] / (1.0 + cfg.coal_shortfall_cap))
+        alloc *= factor.take(s_inv)
+    # Exemptions of the intensity-based system; a sector under an absolute cap has none (none
+    # to apply when every sector in the market is capped).
+    exempt = (cfg.gas_never_short or cfg.coal_shortfall_cap is not None) and bool(
+        (present > is_capped).any())
+    if exempt:
+        uncapped = in_market & ~is_capped.take(s_inv)
+    if exempt and cfg.gas_never_short:
+        gas = uncapped & _type_mask(firms, ("gas",))
+        np.maximum(alloc, emissions, out=alloc, where=gas)
+    if exempt and cfg.coal_shortfall_cap is not None:
+        coal = uncapped & _type_mask(firms, COAL_TYPES)
+        np.maximum(alloc, emissions / (1.0 + cfg.coal_shortfall_cap), out=alloc, where=coal)
     share = min(1.0, max(0.0, cfg.auction_share + cfg.auction_share_growth
                          * (year - scenario.start_year)))
     return alloc * (1.0 - share), float(alloc.sum() * share)

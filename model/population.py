@@ -174,7 +174,9 @@ class TechOptions:
 
     def take(self, index: np.ndarray) -> TechOptions:
         """The options of a subset of firms (boolean mask or integer index, repeats allowed)."""
-        idx = np.arange(self.n_firms)[np.asarray(index)]
+        idx = np.asarray(index)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu":  # (integer indices: taken as they are)
+            idx = np.arange(self.n_firms)[idx]
         return dataclasses.replace(self, cost=self.cost.take(idx, axis=0),
                                    potential=self.potential.take(idx, axis=0),
                                    option=self.option.take(idx, axis=0))
