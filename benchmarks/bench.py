@@ -171,7 +171,7 @@ def sweep_speed(n: int) -> None:
         for r in runs:
             execute(r, exp.outputs, False)
         serial = n / (time.perf_counter() - t)
-        base_n = 1 << max(0, math.ceil(math.log2(n / 13)))  # a power of 2, >= n / 13
+        base_n = 1 << max(0, math.ceil(math.log2(2 * n / 13)))  # a power of 2, >= 2n / 13
         (d / "speed.toml").write_text(re.sub(r"(?m)^n = \d+", f"n = {base_n}", text))
         s = sweep(load_experiment(d / "speed.toml"), d / "out", engine="processes",
                   workers=cores, progress=False)
