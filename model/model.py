@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -514,6 +515,7 @@ class YearInputs:
 
 
 _POPULATIONS: dict[tuple, tuple[Firms, demography.Demography | None]] = {}
+_POPULATIONS_LOCK = threading.Lock()  # the browser page builds models in several threads
 
 
 def _synthetic_population(key: tuple | None, population_rng: np.random.Generator,
@@ -532,9 +534,10 @@ def _synthetic_population(key: tuple | None, population_rng: np.random.Generator
     for a in _arrays(firms):
         a.flags.writeable = False
     if key is not None:
-        if len(_POPULATIONS) >= 8:
-            _POPULATIONS.pop(next(iter(_POPULATIONS)))
-        _POPULATIONS[key] = (firms, plan)
+        with _POPULATIONS_LOCK:
+            if len(_POPULATIONS) >= 8:  # keep the 8 newest
+                _POPULATIONS.pop(next(iter(_POPULATIONS)))
+            _POPULATIONS[key] = (firms, plan)
     return firms, plan
 
 
