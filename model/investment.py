@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,7 @@ from model.population import TechOptions
 # derived from a writable array is kept.
 _MEMO: dict[tuple, tuple[tuple[np.ndarray, ...], object]] = {}
 _MEMO_SIZE = 64
+_MEMO_LOCK = threading.Lock()
 
 
 def _memo(name: str, arrays: tuple[np.ndarray, ...], build, *extra):
@@ -67,9 +69,11 @@ def _memo(name: str, arrays: tuple[np.ndarray, ...], build, *extra):
     key = (name, *map(id, arrays), *extra)
     hit = _MEMO.get(key)
     if hit is None:
-        if len(_MEMO) >= _MEMO_SIZE:
-            del _MEMO[next(iter(_MEMO))]
-        hit = _MEMO[key] = (arrays, build())
+        hit = (arrays, build())
+        with _MEMO_LOCK:  # (the browser page runs models in several threads)
+            if len(_MEMO) >= _MEMO_SIZE:
+                _MEMO.pop(next(iter(_MEMO)))
+            _MEMO[key] = hit
     return hit[1]
 
 
