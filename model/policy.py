@@ -61,23 +61,36 @@ NEW_SECTOR_BASE_EXEMPT = ("power",)  # sectors that use the 10,000 t carry-over 
 def _type_mask(firms: Firms, types: tuple[str, ...]) -> np.ndarray:
     """Firms whose type is one of ``types`` (read-only; kept per population)."""
     _, _, keys, t_inv = sector_groups(firms)
-    cache_key = ("type_mask", id(firms.sector), id(firms.firm_type), types)
-    hit = _DERIVED.get(cache_key)
-    if hit is not None and hit[0] is firms.sector and hit[1] is firms.firm_type:
-        return hit[2]
-    mask = np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)[t_inv]
-    mask.flags.writeable = False
-    _remember(cache_key, (firms.sector, firms.firm_type, mask))
+    arrays = (firms.sector, firms.firm_type)
+    mask = _recall("type_mask", arrays, types)
+    if mask is None:
+        mask = np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)[t_inv]
+        mask.flags.writeable = False
+        _remember("type_mask", arrays, types, mask)
     return mask
 
 
-_DERIVED: dict[tuple, tuple] = {}  # values derived from a population's arrays, kept per arrays
+_DERIVED: dict[tuple, tuple] = {}  # values derived from read-only population arrays
 
 
-def _remember(key: tuple, value: tuple) -> None:
+def _recall(name: str, arrays: tuple[np.ndarray, ...], *extra) -> object | None:
+    """What :func:`_remember` kept for these very arrays (and ``extra``), or None."""
+    hit = _DERIVED.get((name, *map(id, arrays), *extra))
+    if hit is not None and all(a is b for a, b in zip(hit[0], arrays)):
+        return hit[1]
+    return None
+
+
+def _remember(name: str, arrays: tuple[np.ndarray, ...], *extra_and_value) -> None:
+    """Keep a value derived from ``arrays`` (and the extra key parts), if the arrays are all
+    read-only (as the shared calibrated population's are): their values then never change.
+    The kept references pin the arrays, so their ids are not reused."""
+    *extra, value = extra_and_value
+    if any(a.flags.writeable for a in arrays):
+        return
     if len(_DERIVED) > 256:
         _DERIVED.clear()
-    _DERIVED[key] = value
+    _DERIVED[(name, *map(id, arrays), *extra)] = (arrays, value)
 
 
 def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,14 +144,11 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     rows (their mean), and a sector without rows its firms' mean intensity in the base year.
     """
     _, _, uniq, inverse = sector_groups(firms)
-    key = ("benchmarks", id(firms.sector), id(firms.firm_type), id(firms.emissions),
-           id(firms.output), year, decline)
-    hit = _DERIVED.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], (
-            firms.sector, firms.firm_type, firms.emissions, firms.output))):
-        return hit[1].take(inverse)
-    values = np.array([_schedule(firms, k, year, decline) for k in uniq])
-    _remember(key, ((firms.sector, firms.firm_type, firms.emissions, firms.output), values))
+    arrays = (firms.sector, firms.firm_type, firms.emissions, firms.output)
+    values = _recall("benchmarks", arrays, year, decline)
+    if values is None:
+        values = np.array([_schedule(firms, k, year, decline) for k in uniq])
+        _remember("benchmarks", arrays, year, decline, values)
     return values.take(inverse)
 
 
@@ -156,14 +166,12 @@ def _schedule(firms: Firms, key: str, year: int, decline: float) -> float:
 
 def _mean_intensity(firms: Firms, sector: str) -> float:
     """The base-year emissions per unit of output of ``sector``'s firms (kept per population)."""
-    key = ("intensity", id(firms.sector), id(firms.emissions), id(firms.output), sector)
-    hit = _DERIVED.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], (
-            firms.sector, firms.emissions, firms.output))):
-        return hit[1]
-    m = (firms.sector == sector) & (firms.output > 0)
-    value = float(firms.emissions[m].sum() / max(firms.output[m].sum(), 1e-12))
-    _remember(key, ((firms.sector, firms.emissions, firms.output), value))
+    arrays = (firms.sector, firms.emissions, firms.output)
+    value = _recall("intensity", arrays, sector)
+    if value is None:
+        m = (firms.sector == sector) & (firms.output > 0)
+        value = float(firms.emissions[m].sum() / max(firms.output[m].sum(), 1e-12))
+        _remember("intensity", arrays, sector, value)
     return value
 
 
@@ -313,14 +321,12 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
         return np.zeros(firms.n)
     if b.carry_over == "unlimited":
         return np.full(firms.n, np.inf)
-    key = ("carry_base", id(firms.sector), id(firms.firm_type), b.base, b.base_new_sectors)
-    hit = _DERIVED.get(key)
-    if hit is not None and hit[0] is firms.sector and hit[1] is firms.firm_type:
-        base = hit[2]
-    else:
+    arrays = (firms.sector, firms.firm_type)
+    base = _recall("carry_base", arrays, b.base, b.base_new_sectors)
+    if base is None:
         sectors, s_inv, _, _ = sector_groups(firms)
         base = np.where(np.isin(sectors, NEW_SECTOR_BASE_EXEMPT), b.base,
                         b.base_new_sectors)[s_inv]
         base.flags.writeable = False
-        _remember(key, (firms.sector, firms.firm_type, base))
+        _remember("carry_base", arrays, b.base, b.base_new_sectors, base)
     return base + b.sales_multiple * np.maximum(net_sales, 0.0)

@@ -309,3 +309,16 @@ def test_carry_over_limit() -> None:
     for rule in ("china", "unlimited", "none"):
         off = scenario(banking={"enabled": False, "carry_over": rule})
         assert carry_over_limit(firms, off, net_sales).tolist() == [0.0] * 4
+
+
+def test_values_are_kept_only_for_read_only_arrays() -> None:
+    """Derived values are cached by array identity only when the arrays cannot change."""
+    from model.policy import _recall, _remember
+    writable = np.arange(3.0)
+    _remember("test", (writable,), 1.0)
+    assert _recall("test", (writable,)) is None
+    frozen = np.arange(3.0)
+    frozen.flags.writeable = False
+    _remember("test", (frozen,), 2.0)
+    assert _recall("test", (frozen,)) == 2.0
+    assert _recall("test", (np.arange(3.0),)) is None  # equal values, another array
