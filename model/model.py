@@ -266,13 +266,11 @@ class CarbonMarket(mesa.Model):
                                        options.initial_deployment, include_capital=True,
                                        learning=self.config.investment.learning)
 
-    def _invest(self, x: YearInputs, rule_prices: np.ndarray) -> np.ndarray:
+    def _invest(self, x: YearInputs) -> np.ndarray:
         """Firms in the market adopt the capital options that pay at their expected prices.
 
         Args:
             x: The year's inputs (from :meth:`_inputs`: with costs and potentials).
-            rule_prices: The price each expectation rule expects for next year, yuan/t
-                (:meth:`Expectations.rule_prices`).
 
         Returns the abatement locked in by capital options this year, t per firm (only the
         market's firms are read).
@@ -282,7 +280,7 @@ class CarbonMarket(mesa.Model):
         # The distinct expected price paths, one per rule, and each firm's (its rule): flat at
         # the rule's expected price (myopic, adaptive), the perfect-foresight path. Firms that
         # share a path share its discounted sums.
-        paths = np.repeat(rule_prices[:, None], horizon, axis=1)
+        paths = np.repeat(ex.rule_prices(year)[:, None], horizon, axis=1)
         if ex.needs_path:
             future = [ex.path.get(year + k) for k in range(horizon)]
             last = next(p for p in reversed([ex.path.get(year, 0.0), *future]) if p is not None)
@@ -331,9 +329,7 @@ class CarbonMarket(mesa.Model):
         idx = x.market_index
         holdings, bank_in, deducted = self.ledger.opening(free)
         curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
-        rule_prices = ex.rule_prices(year)  # next year's price under each expectation rule
-        expected = rule_prices.take(ex.rule)  # each firm's (ex.next_price)
-        locked = self._invest(x, rule_prices) if self.dynamic else None  # capital options in use
+        locked = self._invest(x) if self.dynamic else None  # capital options in use
         capex_m, capex_total = None, 0.0  # the market's yearly capital charges, yuan
         if self.dynamic:  # (the same with or without trading)
             capex_m = investment.capital_cost(self.investment, year).take(idx)
@@ -354,7 +350,7 @@ class CarbonMarket(mesa.Model):
         carry = self._carry_over_limit(self.last_net_sales).take(idx)
         capacity = np.minimum(carry, float(free.sum() + auctioned + holdings.sum()))
         borrow = sc.banking.borrowing * free_m if sc.banking.enabled else 0.0 * free_m
-        threshold = expected.take(idx) / (1.0 + ex.discount_rate)  # hold above it
+        threshold = ex.threshold(year).take(idx)  # hold above it
         # Firms with perfect foresight hold the path's bank, in proportion to their allocation.
         planned = np.zeros(idx.size)
         foresight = ex.rule.take(idx) == PERFECT
