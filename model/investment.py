@@ -41,8 +41,9 @@ from __future__ import annotations
 import bisect
 import functools
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from model.mac import Knots, MACCurves
@@ -106,15 +107,6 @@ def _layouts(option: np.ndarray, n_options: int) -> tuple[np.ndarray, np.ndarray
     return layouts, firm_layout.reshape(-1)
 
 
-def _slot_life(option: np.ndarray, lifetime: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each slot's lifetime (years, 0 in padding) and whether it holds a capital option
-    (lifetime > 0), both ``(n_firms, k)``; kept for the shared population."""
-    def build():
-        life = _per_slot(option, lifetime, 0)
-        return life, life > 0
-    return _memo("life", (option, lifetime), build)
-
-
 def _unavailable(options: TechOptions, year: int) -> np.ndarray:
     """The flat (C-order) indices of the padding slots and of the slots whose option is not
     available in ``year`` (before its ``first_year``); kept for the shared population and each
@@ -126,38 +118,6 @@ def _unavailable(options: TechOptions, year: int) -> np.ndarray:
     return _memo("unavailable", (option, first),
                  lambda: np.flatnonzero(~_per_slot(option, year >= first, False)),
                  bisect.bisect_right(firsts, year))
-
-
-def _row(flat: np.ndarray, k: int) -> np.ndarray:
-    """The row (firm) of flat indices into a ``(n_firms, k)`` matrix (a shift for ``k`` a power
-    of two: integer division is slow)."""
-    if k & (k - 1) == 0 and k > 0:
-        return flat >> (k.bit_length() - 1)
-    return flat // max(k, 1)
-
-
-def _put(a: np.ndarray, index: np.ndarray, values) -> None:
-    """``a.flat[index] = values`` (assignment to a flat view is faster than ``ndarray.put``)."""
-    if a.flags.c_contiguous:
-        a.reshape(-1)[index] = values
-    else:
-        np.put(a, index, values)
-
-
-_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def _and_rows(mask: np.ndarray, rows: np.ndarray) -> None:
-    """``mask &= rows[:, None]`` in place for a boolean ``(n_firms, k)`` mask. Broadcasting over
-    the few slots is slow; with ``k`` of 1, 2, 4 or 8 a row is one machine word, and a firm's
-    flag (0 or 1) times ``0x01..01`` is its flag in every byte of the word."""
-    k = mask.shape[1]
-    word = _WORDS.get(k)
-    rows = np.ascontiguousarray(rows, dtype=bool)
-    if word is None or not mask.flags.c_contiguous:
-        mask &= rows[:, None]
-        return
-    mask.view(word)[:, 0] &= rows.view(np.uint8).astype(word) * word(sum(256**i for i in range(k)))
 
 
 # ---------------------------------------------------------------------------------- costs
@@ -206,9 +166,18 @@ def option_costs(options: TechOptions, year: int, cumulative_adoption: np.ndarra
         ``year < first_year`` and in padding slots.
     """
     factor = _cost_factor(options, year, cumulative_adoption, learning)
-    out = _per_slot(options.option, factor, 1.0)
-    np.multiply(options.cost, out, out=out)
-    out.reshape(-1)[_unavailable(options, year)] = np.inf
+    return _slot_costs(options.cost, options.option, factor, year >= options.first_year)
+
+
+@numba.njit(cache=True, nogil=True)
+def _slot_costs(cost, option, factor, available):  # pragma: no cover (compiled)
+    """``cost x factor[option]`` per slot; ``+inf`` in padding and unavailable options."""
+    n, k = cost.shape
+    out = np.empty((n, k))
+    for i in range(n):
+        for j in range(k):
+            o = option[i, j]
+            out[i, j] = cost[i, j] * factor[o] if o >= 0 and available[o] else np.inf
     return out
 
 
@@ -277,49 +246,67 @@ def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MA
     gives them after compacting each firm's usable slots into the first columns (in slot order)
     and padding to the most any firm uses with zero-width options at the firm's cheapest cost.
 
-    Built on the flat list of usable slots (numpy's sorts of many short rows are slow; few firms
-    use more than one or two options): an option's place is the number of the firm's usable
-    options before it in a stable sort by cost (the cheaper ones, the equally cheap ones in
-    earlier slots), after the padding if it is dearer than the cheapest. A firm's options are
-    neighbours in the list, at most ``k - 1`` apart. A firm without usable options: the zero curve.
+    A firm's options are sorted by cost (stably: equally cheap ones in slot order); the padding
+    comes after its cheapest options (those at the cheapest cost), so that every firm has as many
+    points. Each option is a flat segment from (abatement before it, cost) to (after it, cost). A
+    firm without usable options: the zero curve.
     """
+    start, abatement, cost = _step_points(cost, potential, use)
+    return MACCurves(start=start, abatement=abatement, cost=cost)
+
+
+@numba.njit(cache=True, nogil=True)
+def _step_points(cost, potential, use):  # pragma: no cover (compiled)
+    """The CSR arrays of :func:`_step_curves`: ``start``, ``abatement`` and ``cost``."""
     n, slots = use.shape
-    flat = np.flatnonzero(use)  # by firm, then slot
-    firm = _row(flat, slots)
-    c = cost.take(flat)
-    count = np.bincount(firm, minlength=n)
-    k = max(1, int(count.max(initial=0)))
-    place = firm * k  # the firm's first place, plus the option's rank
-    for d in range(1, k):  # each pair of one firm's options, d apart in slot order
-        same = firm[d:] == firm[:-d]
-        earlier_first = c[:-d] <= c[d:]
-        place[d:] += same & earlier_first
-        place[:-d] += same > earlier_first
-    if k > 2:  # (with two options at most, a firm with a dearer option has no padding)
-        first = np.flatnonzero(place == firm * k)  # each firm's cheapest option
-        cheapest = np.zeros(n)
-        cheapest[firm.take(first)] = c.take(first)
-        place += (k - count).take(firm) * (c > cheapest.take(firm))
-    # padding (the places nobody takes): the cheapest cost, that of the place before it
-    c_sorted = np.full((n, k), np.nan)
-    c_sorted[:, 0] = 0.0  # a firm without options
-    c_sorted.reshape(-1)[place] = c
-    for j in range(1, k):
-        np.copyto(c_sorted[:, j], c_sorted[:, j - 1], where=np.isnan(c_sorted[:, j]))
-    q = np.zeros((n, k))
-    q.reshape(-1)[place] = potential.take(flat)
-    for j in range(1, k):  # cumulative abatement, as a cumsum
-        q[:, j] += q[:, j - 1]
-    # each option is a flat segment from (abatement before it, cost) to (after it, cost)
-    a_pts = np.empty((n * k, 2))
-    a_pts[:, 1] = q.reshape(-1)
-    a_pts[1:, 0] = a_pts[:-1, 1]
-    a_pts[::k, 0] = 0.0
-    c_pts = np.empty((n * k, 2))
-    c_pts[:, 0] = c_sorted.reshape(-1)
-    c_pts[:, 1] = c_pts[:, 0]
-    return MACCurves(start=np.arange(0, (n + 1) * 2 * k, 2 * k, dtype=np.int64),
-                     abatement=a_pts.ravel(), cost=c_pts.ravel())
+    k = 1
+    for i in range(n):
+        c = 0
+        for j in range(slots):
+            c += use[i, j]
+        k = max(k, c)
+    start = np.arange(0, (n + 1) * 2 * k, 2 * k).astype(np.int64)
+    a_pts = np.zeros(n * 2 * k)
+    c_pts = np.zeros(n * 2 * k)
+    order = np.empty(slots, dtype=np.int64)
+    for i in range(n):
+        m = 0  # the firm's usable slots, insertion-sorted by cost (stable)
+        for j in range(slots):
+            if use[i, j]:
+                t = m
+                while t > 0 and cost[i, order[t - 1]] > cost[i, j]:
+                    order[t] = order[t - 1]
+                    t -= 1
+                order[t] = j
+                m += 1
+        if m == 0:
+            continue  # the zero curve
+        cheapest = cost[i, order[0]]
+        q = 0.0
+        at = i * 2 * k
+        place = 0
+        for t in range(m):
+            c = cost[i, order[t]]
+            if t > 0 and c > cheapest and place == t:  # the padding, after the cheapest
+                for _ in range(k - m):
+                    a_pts[at + 2 * place] = q
+                    a_pts[at + 2 * place + 1] = q + 0.0
+                    c_pts[at + 2 * place] = cheapest
+                    c_pts[at + 2 * place + 1] = cheapest
+                    place += 1
+            a_pts[at + 2 * place] = q
+            q = q + potential[i, order[t]]
+            a_pts[at + 2 * place + 1] = q
+            c_pts[at + 2 * place] = c
+            c_pts[at + 2 * place + 1] = c
+            place += 1
+        while place < k:  # padding at the end (every option at the cheapest cost)
+            a_pts[at + 2 * place] = q
+            a_pts[at + 2 * place + 1] = q + 0.0
+            c_pts[at + 2 * place] = c_pts[at + 2 * place - 1]
+            c_pts[at + 2 * place + 1] = c_pts[at + 2 * place - 1]
+            place += 1
+    return start, a_pts, c_pts
 
 
 # ---------------------------------------------------------------------------------- investment
@@ -330,8 +317,7 @@ class InvestmentState:
     An option adopted in year ``y`` with lifetime ``L`` abates in years ``y .. y + L - 1``.
     Per-firm matrices are in the slot layout of :class:`TechOptions` (``option``);
     :attr:`adopted_from`, :attr:`adopted_until` and :attr:`annual_cost` give them with one column
-    per option. The slot matrices change only through :func:`decide` (which keeps the mask of
-    :meth:`active` up to date: the model asks for it three times a year).
+    per option. The slot matrices change only through :func:`decide`.
 
     Attributes:
         option: Shape ``(n_firms, k)``, the option (table row) of each slot, -1 for padding.
@@ -348,8 +334,6 @@ class InvestmentState:
     slot_until: np.ndarray
     slot_cost: np.ndarray
     cumulative: np.ndarray
-    _active: tuple | None = field(default=None, init=False, repr=False, compare=False)
-    _latest: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def new(cls, options: TechOptions) -> InvestmentState:
@@ -360,34 +344,8 @@ class InvestmentState:
                    cumulative=options.initial_deployment.astype(np.float64).copy())
 
     def active(self, year: int) -> np.ndarray:
-        """Slots adopted and within their lifetime in ``year``, shape ``(n_firms, k)``
-        (read-only: the mask of the year last asked for is kept)."""
-        return self._in_use(year)[0]
-
-    def _in_use(self, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`active`, and the flat indices of its slots and their firms (computed once)."""
-        hit = self._active
-        if (hit is None or hit[0] != year or hit[1] is not self.slot_from
-                or hit[2] is not self.slot_until):
-            if self._latest_adoption() <= year:  # then slot_from <= year in every slot
-                self._keep_active(year, year < self.slot_until)
-            else:
-                self._keep_active(year, (self.slot_from <= year) & (year < self.slot_until))
-            hit = self._active
-        if hit[4] is None:
-            flat = np.flatnonzero(hit[3])
-            hit = self._active = (*hit[:4], flat, _row(flat, hit[3].shape[1]))
-        return hit[3:]
-
-    def _latest_adoption(self) -> int:
-        """The year of the latest adoption (kept; :func:`decide` keeps it up to date)."""
-        if self._latest is None or self._latest[0] is not self.slot_from:
-            self._latest = (self.slot_from, int(self.slot_from.max(initial=0)))
-        return self._latest[1]
-
-    def _keep_active(self, year: int, mask: np.ndarray) -> None:
-        mask.flags.writeable = False
-        self._active = (year, self.slot_from, self.slot_until, mask, None, None)
+        """Slots adopted and within their lifetime in ``year``, shape ``(n_firms, k)``."""
+        return (self.slot_from <= year) & (year < self.slot_until)
 
     def _dense(self, values: np.ndarray) -> np.ndarray:
         out = np.zeros((self.option.shape[0], self.cumulative.size), dtype=values.dtype)
@@ -519,35 +477,66 @@ def decide(state: InvestmentState, costs: np.ndarray, expected_prices: np.ndarra
     """
     costs = np.asarray(costs, dtype=np.float64)
     lifetime = np.asarray(lifetime, dtype=np.int64)
-    life, capital = _slot_life(state.option, lifetime)  # padding: never adopted
-    active = state.active(year)
-    cand = np.isfinite(costs)
-    cand &= capital
-    cand &= potential_t > 0
-    np.greater(cand, active, out=cand)  # and not in use
-    if eligible is not None:
-        _and_rows(cand, eligible)
-    new = np.zeros(cand.shape, dtype=bool)
-    flat = np.flatnonzero(cand)  # the candidates, by firm, then slot
+    n = costs.shape[0]
+    ok = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    flat, firm, years = _candidates(costs, state.option, lifetime, potential_t, state.slot_from,
+                                    state.slot_until, ok, year)
+    new = np.zeros(costs.shape, dtype=bool)
     if flat.size == 0:
         return new
-    firm = _row(flat, cand.shape[1])
-    cost, years = costs.take(flat), life.take(flat)
-    adopt = cost < _candidate_averages(expected_prices, discount_rate, year, years, firm,
-                                       cand.shape[0], active_until, path)
-    took = flat[adopt]
-    if took.size == 0:
-        return new
-    pot = potential_t.take(took)
-    new.reshape(-1)[took] = True
-    _put(state.slot_from, took, year)
-    _put(state.slot_until, took, year + years[adopt])
-    _put(state.slot_cost, took, cost[adopt] * pot)
-    state.cumulative += np.bincount(state.option.take(took), weights=pot,
-                                    minlength=state.cumulative.size)
-    state._latest = (state.slot_from, max(state._latest_adoption(), year))
-    state._keep_active(year, active | new)  # adopted now: in use from this year
+    average = _candidate_averages(expected_prices, discount_rate, year, years, firm, n,
+                                  active_until, path)
+    _adopt(flat, years, average, costs, potential_t, state.option, year, new, state.slot_from,
+           state.slot_until, state.slot_cost, state.cumulative)
     return new
+
+
+@numba.njit(cache=True, nogil=True)
+def _candidates(costs, option, lifetime, potential_t, slot_from, slot_until, eligible,
+                year):  # pragma: no cover (compiled)
+    """:func:`decide`'s candidate slots (flat indices, by firm, then slot), their firms and
+    their options' lifetimes: capital options of eligible firms, available (finite cost), with
+    a positive potential and not in use in ``year``."""
+    n, k = costs.shape
+    flat = np.empty(n * k, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        if not eligible[i]:
+            continue
+        for j in range(k):
+            o = option[i, j]
+            if (o >= 0 and lifetime[o] > 0 and np.isfinite(costs[i, j])
+                    and potential_t[i, j] > 0
+                    and not (slot_from[i, j] <= year < slot_until[i, j])):
+                flat[m] = i * k + j
+                m += 1
+    flat = flat[:m]
+    firm = flat // k
+    years = np.empty(m, dtype=np.int64)
+    for c in range(m):
+        years[c] = lifetime[option[firm[c], flat[c] - firm[c] * k]]
+    return flat, firm, years
+
+
+@numba.njit(cache=True, nogil=True)
+def _adopt(flat, years, average, costs, potential_t, option, year, new, slot_from, slot_until,
+           slot_cost, cumulative):  # pragma: no cover (compiled)
+    """The candidates whose cost is below their ``average`` expected price adopt: ``new``, the
+    slot matrices and the cumulative adoption are updated in place."""
+    k = costs.shape[1]
+    added = np.zeros(cumulative.size)  # (added up first, then to the cumulative adoption)
+    for c in range(flat.size):
+        i, j = flat[c] // k, flat[c] % k
+        cost = costs[i, j]
+        if cost < average[c]:
+            pot = potential_t[i, j]
+            new[i, j] = True
+            slot_from[i, j] = year
+            slot_until[i, j] = year + years[c]
+            slot_cost[i, j] = cost * pot
+            added[option[i, j]] += pot
+    for o in range(cumulative.size):
+        cumulative[o] += added[o]
 
 
 def _candidate_averages(expected_prices: np.ndarray | float, discount_rate: np.ndarray | float,
@@ -606,8 +595,19 @@ def capital_cost(state: InvestmentState, year: int) -> np.ndarray:
 
 
 def _sum_in_use(state: InvestmentState, x: np.ndarray, year: int) -> np.ndarray:
-    """Each firm's sum of ``x`` (``(n_firms, k)``) over its slots in use in ``year``: the sum
-    of ``np.where(state.active(year), x, 0.0)`` over the slots in slot order (a bincount adds
-    in the order of its input; the zeros left out change no sum but the sign of a -0.0)."""
-    _, flat, firm = state._in_use(year)
-    return np.bincount(firm, weights=np.take(x, flat), minlength=x.shape[0])
+    """Each firm's sum of ``x`` (``(n_firms, k)``) over its slots in use in ``year``, in slot
+    order."""
+    return _sum_active(state.slot_from, state.slot_until, np.asarray(x, dtype=np.float64), year)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sum_active(slot_from, slot_until, x, year):  # pragma: no cover (compiled)
+    n, k = x.shape
+    out = np.zeros(n)
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            if slot_from[i, j] <= year < slot_until[i, j]:
+                s += x[i, j]
+        out[i] = s
+    return out
