@@ -1,7 +1,7 @@
 """Firms over time: capital options with lock-in and technology learning.
 
-Pure, vectorised building blocks (numpy only, no Mesa, no loop over firms) that the yearly step of
-:class:`model.model.CarbonMarket` calls. Prices are in yuan/t CO2, quantities in t CO2 (per year
+Pure building blocks on arrays (no Mesa) that the yearly step of :class:`model.model.CarbonMarket`
+calls; their loops over firms and option slots are compiled (:mod:`model.investment_kernels`). Prices are in yuan/t CO2, quantities in t CO2 (per year
 where they are flows), costs in yuan.
 
 **Technology options** (:class:`model.population.TechOptions`, the rows of
@@ -38,14 +38,13 @@ Entry and retirement of plants are in :mod:`model.demography`.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import threading
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from model import investment_kernels as kernels
 from model.mac import Knots, MACCurves
 from model.population import TechOptions
 
@@ -107,19 +106,6 @@ def _layouts(option: np.ndarray, n_options: int) -> tuple[np.ndarray, np.ndarray
     return layouts, firm_layout.reshape(-1)
 
 
-def _unavailable(options: TechOptions, year: int) -> np.ndarray:
-    """The flat (C-order) indices of the padding slots and of the slots whose option is not
-    available in ``year`` (before its ``first_year``); kept for the shared population and each
-    availability pattern (it changes only in the years some option becomes available)."""
-    option, first = options.option, options.first_year
-    if not (_frozen(option) and _frozen(first)):
-        return np.flatnonzero(~_per_slot(option, year >= first, False))
-    firsts = _memo("first years", (first,), lambda: sorted(set(first.tolist())))
-    return _memo("unavailable", (option, first),
-                 lambda: np.flatnonzero(~_per_slot(option, year >= first, False)),
-                 bisect.bisect_right(firsts, year))
-
-
 # ---------------------------------------------------------------------------------- costs
 def _cost_factor(options: TechOptions, year: int, cumulative_adoption: np.ndarray,
                  learning: bool) -> np.ndarray:
@@ -166,26 +152,12 @@ def option_costs(options: TechOptions, year: int, cumulative_adoption: np.ndarra
         ``year < first_year`` and in padding slots.
     """
     factor = _cost_factor(options, year, cumulative_adoption, learning)
-    return _slot_costs(options.cost, options.option, factor, year >= options.first_year)
-
-
-@numba.njit(cache=True, nogil=True)
-def _slot_costs(cost, option, factor, available):  # pragma: no cover (compiled)
-    """``cost x factor[option]`` per slot; ``+inf`` in padding and unavailable options."""
-    n, k = cost.shape
-    out = np.empty((n, k))
-    for i in range(n):
-        for j in range(k):
-            o = option[i, j]
-            out[i, j] = cost[i, j] * factor[o] if o >= 0 and available[o] else np.inf
-    return out
+    return kernels.slot_costs(options.cost, options.option, factor, year >= options.first_year)
 
 
 def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
                        cumulative_adoption: np.ndarray, *, state: InvestmentState | None = None,
-                       include_capital: bool = False, learning: bool = True,
-                       costs: np.ndarray | None = None,
-                       tonnes: np.ndarray | None = None) -> MACCurves:
+                       include_capital: bool = False, learning: bool = True) -> MACCurves:
     """The yearly step MAC curves of the firms from their available operational options.
 
     Args:
@@ -198,26 +170,78 @@ def operational_curves(options: TechOptions, emissions: np.ndarray, year: int,
         include_capital: Also put the capital options that are not adopted (locked in) this year
             in the curve, as one-year options at their levelised cost.
         learning: As in :func:`option_costs`.
-        costs, tonnes: This year's :func:`option_costs` and ``options.tonnes(emissions)`` if
-            already computed (saves the work).
 
     Returns:
         One curve per firm: flat at each option's cost over its potential (t), options sorted by
         cost; a firm without usable options gets the zero curve.
     """
-    cost = (option_costs(options, year, cumulative_adoption, learning=learning)
-            if costs is None else np.asarray(costs, dtype=np.float64))
-    pot = options.tonnes(emissions) if tonnes is None else tonnes
+    usable = np.ones(options.n_options, dtype=bool) if include_capital else ~options.capital
+    potential = options.potential
     if include_capital:
         if state is None:
             raise ValueError("include_capital needs the investment state")
-        use = ~_per_slot(options.option, options.capital, False) | ~state.active(year)
-    else:  # not capital (padding included, as ~per_slot(capital, False)); the table is kept
-        use = _gather(options.option, _memo("operational", (options.kind,), lambda: np.append(
-            options.kind != "capital", True)))
-    use &= pot > 0
-    use &= np.isfinite(cost)
-    return _step_curves(cost, pot, use)
+        # the capital options in use are not in the curve: as if their potential were 0
+        potential = np.where(_per_slot(options.option, options.capital, False)
+                             & state.active(year), 0.0, potential)
+    return year_options(options, emissions, np.arange(options.n_firms), year,
+                        cumulative_adoption, in_curve=usable, potential=potential,
+                        learning=learning).curves
+
+
+@dataclass(frozen=True)
+class YearOptions:
+    """One year's options of some firms (``rows``): the MAC curves of their operational options
+    and the capital options they may adopt (the candidates of :func:`adopt`).
+
+    Attributes:
+        rows: The firms, indices into the population (the curves are in this order).
+        curves: Their step MAC curves (:func:`operational_curves`).
+        flat: The candidate slots, flat indices into the ``(n_firms, k)`` slot matrices (by
+            firm, then slot): capital options available this year, with a positive potential,
+            not in use. Empty without an investment state.
+        firm: The candidates' firms (indices into the population).
+        life: Their options' lifetimes, years.
+        cost: Their costs this year, yuan/t.
+        tonnes: Their potentials this year, t/yr.
+    """
+
+    rows: np.ndarray
+    curves: MACCurves
+    flat: np.ndarray
+    firm: np.ndarray
+    life: np.ndarray
+    cost: np.ndarray
+    tonnes: np.ndarray
+
+
+def year_options(options: TechOptions, emissions: np.ndarray, rows: np.ndarray, year: int,
+                 cumulative_adoption: np.ndarray, state: InvestmentState | None = None, *,
+                 in_curve: np.ndarray | None = None, potential: np.ndarray | None = None,
+                 learning: bool = True) -> YearOptions:
+    """The curves and the investment candidates of the firms ``rows`` in ``year``, in one pass
+    over their slots (costs as :func:`option_costs`, potentials as ``options.tonnes``).
+
+    Args:
+        options, emissions, year, cumulative_adoption, learning: As in
+            :func:`operational_curves` (``emissions`` of every firm, t/yr).
+        rows: The firms (indices, increasing).
+        state: The investment state (its candidates are found only with one).
+        in_curve: Per option, whether it goes in the curve (default: the operational ones).
+        potential: The slots' potential shares to use instead of ``options.potential``.
+    """
+    factor = _cost_factor(options, year, cumulative_adoption, learning)
+    in_curve = ~options.capital if in_curve is None else in_curve
+    slot_from = slot_until = np.zeros((0, 0), dtype=np.int64)
+    if state is not None:
+        slot_from, slot_until = state.slot_from, state.slot_until
+    out = kernels.year_slots(options.cost, factor, year >= options.first_year, in_curve,
+                      options.potential if potential is None else potential,
+                      np.asarray(emissions, dtype=np.float64), options.option,
+                      np.asarray(options.lifetime, dtype=np.int64), np.asarray(rows, np.intp),
+                      slot_from, slot_until, year, True, state is not None)
+    start, a_pts, c_pts, flat, firm, life, cost, tonnes = out
+    return YearOptions(np.asarray(rows), MACCurves(start=start, abatement=a_pts, cost=c_pts),
+                       flat, firm, life, cost, tonnes)
 
 
 def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
@@ -251,62 +275,8 @@ def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MA
     points. Each option is a flat segment from (abatement before it, cost) to (after it, cost). A
     firm without usable options: the zero curve.
     """
-    start, abatement, cost = _step_points(cost, potential, use)
+    start, abatement, cost = kernels.step_points(cost, potential, use)
     return MACCurves(start=start, abatement=abatement, cost=cost)
-
-
-@numba.njit(cache=True, nogil=True)
-def _step_points(cost, potential, use):  # pragma: no cover (compiled)
-    """The CSR arrays of :func:`_step_curves`: ``start``, ``abatement`` and ``cost``."""
-    n, slots = use.shape
-    k = 1
-    for i in range(n):
-        c = 0
-        for j in range(slots):
-            c += use[i, j]
-        k = max(k, c)
-    start = np.arange(0, (n + 1) * 2 * k, 2 * k).astype(np.int64)
-    a_pts = np.zeros(n * 2 * k)
-    c_pts = np.zeros(n * 2 * k)
-    order = np.empty(slots, dtype=np.int64)
-    for i in range(n):
-        m = 0  # the firm's usable slots, insertion-sorted by cost (stable)
-        for j in range(slots):
-            if use[i, j]:
-                t = m
-                while t > 0 and cost[i, order[t - 1]] > cost[i, j]:
-                    order[t] = order[t - 1]
-                    t -= 1
-                order[t] = j
-                m += 1
-        if m == 0:
-            continue  # the zero curve
-        cheapest = cost[i, order[0]]
-        q = 0.0
-        at = i * 2 * k
-        place = 0
-        for t in range(m):
-            c = cost[i, order[t]]
-            if t > 0 and c > cheapest and place == t:  # the padding, after the cheapest
-                for _ in range(k - m):
-                    a_pts[at + 2 * place] = q
-                    a_pts[at + 2 * place + 1] = q + 0.0
-                    c_pts[at + 2 * place] = cheapest
-                    c_pts[at + 2 * place + 1] = cheapest
-                    place += 1
-            a_pts[at + 2 * place] = q
-            q = q + potential[i, order[t]]
-            a_pts[at + 2 * place + 1] = q
-            c_pts[at + 2 * place] = c
-            c_pts[at + 2 * place + 1] = c
-            place += 1
-        while place < k:  # padding at the end (every option at the cheapest cost)
-            a_pts[at + 2 * place] = q
-            a_pts[at + 2 * place + 1] = q + 0.0
-            c_pts[at + 2 * place] = c_pts[at + 2 * place - 1]
-            c_pts[at + 2 * place + 1] = c_pts[at + 2 * place - 1]
-            place += 1
-    return start, a_pts, c_pts
 
 
 # ---------------------------------------------------------------------------------- investment
@@ -476,67 +446,33 @@ def decide(state: InvestmentState, costs: np.ndarray, expected_prices: np.ndarra
         The slots adopted now, boolean ``(n_firms, k)``.
     """
     costs = np.asarray(costs, dtype=np.float64)
-    lifetime = np.asarray(lifetime, dtype=np.int64)
-    n = costs.shape[0]
-    ok = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
-    flat, firm, years = _candidates(costs, state.option, lifetime, potential_t, state.slot_from,
-                                    state.slot_until, ok, year)
-    new = np.zeros(costs.shape, dtype=bool)
-    if flat.size == 0:
-        return new
-    average = _candidate_averages(expected_prices, discount_rate, year, years, firm, n,
-                                  active_until, path)
-    _adopt(flat, years, average, costs, potential_t, state.option, year, new, state.slot_from,
-           state.slot_until, state.slot_cost, state.cumulative)
+    n, k = costs.shape
+    rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
+    ones = np.ones(max(n, np.size(lifetime)))  # (x 1.0 changes nothing)
+    _, _, _, flat, firm, life, cost, tonnes = kernels.year_slots(
+        costs, ones, np.ones(np.size(lifetime), dtype=bool), np.zeros(np.size(lifetime), bool),
+        np.asarray(potential_t, dtype=np.float64), ones, state.option,
+        np.asarray(lifetime, dtype=np.int64), rows, state.slot_from, state.slot_until, year,
+        False, True)
+    new = np.zeros((n, k), dtype=bool)
+    adopt(state, YearOptions(rows, None, flat, firm, life, cost, tonnes), expected_prices,
+          discount_rate, year, active_until=active_until, path=path, new=new)
     return new
 
 
-@numba.njit(cache=True, nogil=True)
-def _candidates(costs, option, lifetime, potential_t, slot_from, slot_until, eligible,
-                year):  # pragma: no cover (compiled)
-    """:func:`decide`'s candidate slots (flat indices, by firm, then slot), their firms and
-    their options' lifetimes: capital options of eligible firms, available (finite cost), with
-    a positive potential and not in use in ``year``."""
-    n, k = costs.shape
-    flat = np.empty(n * k, dtype=np.int64)
-    m = 0
-    for i in range(n):
-        if not eligible[i]:
-            continue
-        for j in range(k):
-            o = option[i, j]
-            if (o >= 0 and lifetime[o] > 0 and np.isfinite(costs[i, j])
-                    and potential_t[i, j] > 0
-                    and not (slot_from[i, j] <= year < slot_until[i, j])):
-                flat[m] = i * k + j
-                m += 1
-    flat = flat[:m]
-    firm = flat // k
-    years = np.empty(m, dtype=np.int64)
-    for c in range(m):
-        years[c] = lifetime[option[firm[c], flat[c] - firm[c] * k]]
-    return flat, firm, years
-
-
-@numba.njit(cache=True, nogil=True)
-def _adopt(flat, years, average, costs, potential_t, option, year, new, slot_from, slot_until,
-           slot_cost, cumulative):  # pragma: no cover (compiled)
-    """The candidates whose cost is below their ``average`` expected price adopt: ``new``, the
-    slot matrices and the cumulative adoption are updated in place."""
-    k = costs.shape[1]
-    added = np.zeros(cumulative.size)  # (added up first, then to the cumulative adoption)
-    for c in range(flat.size):
-        i, j = flat[c] // k, flat[c] % k
-        cost = costs[i, j]
-        if cost < average[c]:
-            pot = potential_t[i, j]
-            new[i, j] = True
-            slot_from[i, j] = year
-            slot_until[i, j] = year + years[c]
-            slot_cost[i, j] = cost * pot
-            added[option[i, j]] += pot
-    for o in range(cumulative.size):
-        cumulative[o] += added[o]
+def adopt(state: InvestmentState, options: YearOptions, expected_prices: np.ndarray | float,
+          discount_rate: np.ndarray | float, year: int, *,
+          active_until: np.ndarray | None = None, path: np.ndarray | None = None,
+          new: np.ndarray | None = None) -> None:
+    """:func:`decide` for the candidates of :func:`year_options` (the arguments as there;
+    ``new``, if given, marks the slots adopted)."""
+    if options.flat.size == 0:
+        return
+    average = _candidate_averages(expected_prices, discount_rate, year, options.life,
+                                  options.firm, state.option.shape[0], active_until, path)
+    kernels.adopt_slots(options.flat, options.life, average, options.cost, options.tonnes,
+                        state.option, year, np.zeros((0, 0), dtype=bool) if new is None else new,
+                        state.slot_from, state.slot_until, state.slot_cost, state.cumulative)
 
 
 def _candidate_averages(expected_prices: np.ndarray | float, discount_rate: np.ndarray | float,
@@ -597,17 +533,16 @@ def capital_cost(state: InvestmentState, year: int) -> np.ndarray:
 def _sum_in_use(state: InvestmentState, x: np.ndarray, year: int) -> np.ndarray:
     """Each firm's sum of ``x`` (``(n_firms, k)``) over its slots in use in ``year``, in slot
     order."""
-    return _sum_active(state.slot_from, state.slot_until, np.asarray(x, dtype=np.float64), year)
+    return kernels.sum_active(state.slot_from, state.slot_until, np.asarray(x, dtype=np.float64),
+                              year)
 
 
-@numba.njit(cache=True, nogil=True)
-def _sum_active(slot_from, slot_until, x, year):  # pragma: no cover (compiled)
-    n, k = x.shape
-    out = np.zeros(n)
-    for i in range(n):
-        s = 0.0
-        for j in range(k):
-            if slot_from[i, j] <= year < slot_until[i, j]:
-                s += x[i, j]
-        out[i] = s
-    return out
+def in_use(state: InvestmentState, options: TechOptions, emissions: np.ndarray, rows: np.ndarray,
+           year: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`locked_abatement` (t) and :func:`capital_cost` (yuan) of the firms ``rows`` in
+    ``year`` in one pass (``emissions``: every firm's unabated emissions this year, t/yr)."""
+    return kernels.rows_in_use(state.slot_from, state.slot_until, options.potential,
+                        np.asarray(emissions, dtype=np.float64), state.slot_cost,
+                        np.asarray(rows, dtype=np.intp), year)
+
+

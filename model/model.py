@@ -244,15 +244,12 @@ class CarbonMarket(mesa.Model):
         idx = x.market_index
         if not self.dynamic:
             return dataclasses.replace(x, curves=f.mac.select(idx).scaled(x.em_factor.take(idx)))
-        # This year's option costs and slot potentials (t) of every firm, computed once: _invest
-        # uses them all, the curves (operational options only) the market's rows.
-        costs = investment.option_costs(f.options, year, self.investment.cumulative,
-                                        learning=sc.investment.learning)
-        tonnes = f.options.tonnes(x.emissions)
-        curves = investment.operational_curves(
-            f.options.take(idx), x.emissions.take(idx), year, self.investment.cumulative,
-            costs=costs.take(idx, axis=0), tonnes=tonnes.take(idx, axis=0))
-        return dataclasses.replace(x, curves=curves, costs=costs, tonnes=tonnes)
+        # The market's curves (operational options) and the capital options its firms may adopt
+        # this year, in one pass over their slots.
+        opts = investment.year_options(f.options, x.emissions, idx, year,
+                                       self.investment.cumulative, self.investment,
+                                       learning=sc.investment.learning)
+        return dataclasses.replace(x, curves=opts.curves, options=opts)
 
     def _projected_supply(self, x: YearInputs) -> Knots:
         """The market's abatement supply in the perfect-foresight projection: with investment,
@@ -266,14 +263,14 @@ class CarbonMarket(mesa.Model):
                                        options.initial_deployment, include_capital=True,
                                        learning=self.config.investment.learning)
 
-    def _invest(self, x: YearInputs) -> np.ndarray:
+    def _invest(self, x: YearInputs) -> tuple[np.ndarray, np.ndarray]:
         """Firms in the market adopt the capital options that pay at their expected prices.
 
         Args:
-            x: The year's inputs (from :meth:`_inputs`: with costs and potentials).
+            x: The year's inputs (from :meth:`_inputs`: with the candidates).
 
-        Returns the abatement locked in by capital options this year, t per firm (only the
-        market's firms are read).
+        Returns the abatement locked in by capital options this year (t) and their yearly capital
+        charges (yuan), per firm of the market.
         """
         sc, f, year, ex = self.config, self.firms, x.year, self.expectations
         horizon = max(1, int(f.options.lifetime.max(initial=1)))
@@ -285,10 +282,9 @@ class CarbonMarket(mesa.Model):
             future = [ex.path.get(year + k) for k in range(horizon)]
             last = next(p for p in reversed([ex.path.get(year, 0.0), *future]) if p is not None)
             paths[PERFECT] = [last if p is None else p for p in future]
-        investment.decide(self.investment, x.costs, paths, sc.expectations.discount_rate,
-                          year, f.options.lifetime, x.tonnes, eligible=x.market,
-                          active_until=f.active_until, path=ex.rule.astype(np.intp))
-        return investment.locked_abatement(self.investment, x.tonnes, year)
+        investment.adopt(self.investment, x.options, paths, sc.expectations.discount_rate, year,
+                         active_until=f.active_until, path=ex.rule.astype(np.intp))
+        return investment.in_use(self.investment, f.options, x.emissions, x.market_index, year)
 
     def _carry_over_limit(self, net_sales: np.ndarray) -> np.ndarray:
         """:func:`policy.carry_over_limit` of every firm for ``net_sales`` (t; read-only). The
@@ -329,11 +325,10 @@ class CarbonMarket(mesa.Model):
         idx = x.market_index
         holdings, bank_in, deducted = self.ledger.opening(free)
         curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
-        locked = self._invest(x) if self.dynamic else None  # capital options in use
-        capex_m, capex_total = None, 0.0  # the market's yearly capital charges, yuan
-        if self.dynamic:  # (the same with or without trading)
-            capex_m = investment.capital_cost(self.investment, year).take(idx)
-            capex_total = float(capex_m.sum())
+        # the capital options in use: abatement locked in (t) and their yearly capital charges
+        # (yuan; the same with or without trading), per firm of the market
+        locked_m, capex_m = self._invest(x) if self.dynamic else (None, None)
+        capex_total = float(capex_m.sum()) if self.dynamic else 0.0
         penalty = policy.penalty_level(sc, self.previous_price)
         price_cap = penalty
         if sc.compliance.penalty is None:
@@ -343,8 +338,8 @@ class CarbonMarket(mesa.Model):
                                          float(np.max(ccer.x, initial=0.0))))
         bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=price_cap)
         e_m, h_m, free_m = e.take(idx), holdings.take(idx), free.take(idx)
-        if locked is not None:
-            e_m -= locked.take(idx)
+        if locked_m is not None:
+            e_m -= locked_m
         # Banking demand: each firm holds allowances while its discounted expected price is
         # above today's, within its carry-over limit, and may borrow above it.
         carry = self._carry_over_limit(self.last_net_sales).take(idx)
@@ -407,7 +402,7 @@ class CarbonMarket(mesa.Model):
         n = f.n
         abatement_m, abatement_cost_m = pos.abatement, pos.abatement_cost
         if self.dynamic:  # operational + locked-in capital options, and their capital charges
-            abatement_m = abatement_m + locked.take(idx)
+            abatement_m = abatement_m + locked_m
             abatement_cost_m = abatement_cost_m + capex_m
         borrowed_m = np.maximum(-banked_m, 0.0)
         book = np.zeros((5, n))
@@ -505,8 +500,7 @@ class YearInputs:
     auctioned: float
     curves: MACCurves | None  # MAC curves of the market's firms (None: not built yet)
     offsets: Knots
-    costs: np.ndarray | None = None  # this year's option costs (investment, not projection)
-    tonnes: np.ndarray | None = None  # this year's slot potentials, t (the same)
+    options: investment.YearOptions | None = None  # the market's options this year (dynamic)
     em_factor: np.ndarray | None = None  # emissions relative to the base year (growth only)
 
 

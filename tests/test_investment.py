@@ -308,9 +308,9 @@ def test_results_do_not_depend_on_the_layout(pop):
         np.testing.assert_array_equal(o.dense(cc, np.inf)[dense.potential > 0],
                                       cd[dense.potential > 0])
         for capital in (False, True):
-            a = inv.operational_curves(o, e, year, sc.cumulative, state=sc, costs=cc,
+            a = inv.operational_curves(o, e, year, sc.cumulative, state=sc,
                                        include_capital=capital)
-            b = inv.operational_curves(dense, e, year, sd.cumulative, state=sd, costs=cd,
+            b = inv.operational_curves(dense, e, year, sd.cumulative, state=sd,
                                        include_capital=capital)
             for name in ("start", "abatement", "cost"):
                 np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
@@ -775,3 +775,37 @@ def test_a_table_without_rates_changes_nothing(pop):
     for year in (2024, 2040, 2060):
         mult, active = dem.demography(plan, year)
         assert active.all() and np.allclose(mult, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_year_options_and_in_use_are_those_of_the_firms_alone(seed):
+    """The market's pass over its slots (curves, candidates, sums in use) gives what the
+    whole-population functions give for those firms: the same curves as the firms' own options,
+    the same adoptions as decide with them eligible, the same locked abatement and charges."""
+    rng = np.random.default_rng(seed)
+    n, k = 70, 5
+    o = _random_options(rng, n, k, frozen=bool(seed % 2))
+    e = rng.uniform(3e4, 1e6, n)
+    rows = np.flatnonzero(rng.random(n) < 0.6)
+    eligible = np.zeros(n, dtype=bool)
+    eligible[rows] = True
+    fast, slow = inv.InvestmentState.new(o), inv.InvestmentState.new(o)
+    for year in (2029, 2030, 2035, 2041, 2060):
+        got = inv.year_options(o, e, rows, year, fast.cumulative, fast)
+        want = inv.operational_curves(o.take(rows), e[rows], year, fast.cumulative)
+        for name in ("start", "abatement", "cost"):
+            np.testing.assert_array_equal(getattr(got.curves, name), getattr(want, name))
+        prices = rng.uniform(0, 500, (2, 30))
+        path = rng.integers(0, 2, n)
+        inv.adopt(fast, got, prices, 0.05, year, active_until=np.full(n, 2050), path=path)
+        inv.decide(slow, inv.option_costs(o, year, slow.cumulative), prices, 0.05, year,
+                   o.lifetime, o.tonnes(e), eligible=eligible, active_until=np.full(n, 2050),
+                   path=path)
+        for name in ("slot_from", "slot_until", "slot_cost", "cumulative"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+        locked, capex = inv.in_use(fast, o, e, rows, year)
+        np.testing.assert_array_equal(locked, inv.locked_abatement(slow, o.tonnes(e), year)[rows])
+        np.testing.assert_array_equal(capex, inv.capital_cost(slow, year)[rows])
+    assert fast.slot_from.any()
+    no_state = inv.year_options(o, e, rows, 2030, fast.cumulative)  # curves only
+    assert no_state.flat.size == 0
