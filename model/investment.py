@@ -246,23 +246,23 @@ def year_options(options: TechOptions, emissions: np.ndarray, rows: np.ndarray, 
 
 def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
                  cumulative_adoption: np.ndarray, *, include_capital: bool = False,
-                 learning: bool = True) -> Knots:
+                 learning: bool = True, rows: np.ndarray | None = None) -> Knots:
     """The aggregate supply of the firms' options in ``year`` (the knots of
     :func:`operational_curves` summed over firms, with nothing adopted yet), without building
-    the per-firm curves: each usable option is a jump of its potential (t) at its cost (yuan/t).
-    The perfect-foresight projection needs only this.
+    the per-firm curves: each usable option is a jump of its potential (t) at its cost (yuan/t),
+    by firm, then slot. The perfect-foresight projection needs only this.
+
+    ``rows``: only these firms (indices, in this order), as if ``options`` and ``emissions`` were
+    taken at them.
     """
-    pot = options.tonnes(emissions)
     usable = year >= options.first_year  # per option
     if not include_capital:
         usable &= ~options.capital
     factor = _cost_factor(options, year, cumulative_adoption, learning)
-    cost = _per_slot(options.option, np.where(usable, factor, np.nan), np.nan)
-    np.multiply(options.cost, cost, out=cost)  # NaN in the slots not usable
-    use = np.isfinite(cost)
-    use &= pot > 0
-    flat = np.flatnonzero(use)  # by firm, then slot (as boolean indexing)
-    return Knots(x=cost.take(flat), jump=pot.take(flat), slope=np.zeros(flat.size))
+    x, jump = kernels.option_points(
+        options.cost, factor, usable, options.potential, np.asarray(emissions, dtype=np.float64),
+        options.option, np.arange(options.n_firms) if rows is None else np.asarray(rows, np.intp))
+    return Knots(x=x, jump=jump, slope=np.zeros(x.size))
 
 
 def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MACCurves:

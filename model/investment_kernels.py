@@ -87,6 +87,29 @@ def year_slots(base_cost, factor, available, in_curve, potential, emissions, opt
 
 
 @numba.njit(cache=True, nogil=True)
+def option_points(base_cost, factor, usable, potential, emissions, option,
+                  rows):  # pragma: no cover (compiled)
+    """The knots of ``investment.option_knots``: each usable slot's cost ``base_cost x
+    factor[option]`` and potential ``potential x emissions`` (finite cost, positive potential)
+    of the firms ``rows``, by firm, then slot."""
+    k = option.shape[1]
+    x, jump = np.empty(rows.size * k), np.empty(rows.size * k)
+    m = 0
+    for r in range(rows.size):
+        i = rows[r]
+        for j in range(k):
+            o = option[i, j]
+            if o < 0 or not usable[o]:
+                continue
+            c = base_cost[i, j] * factor[o]
+            p = potential[i, j] * emissions[i]
+            if np.isfinite(c) and p > 0:
+                x[m], jump[m] = c, p
+                m += 1
+    return x[:m].copy(), jump[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
 def step_points(cost, potential, use):  # pragma: no cover (compiled)
     """The CSR arrays of ``investment._step_curves``: ``start``, ``abatement`` and ``cost``."""
     n, slots = use.shape

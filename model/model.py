@@ -258,10 +258,9 @@ class CarbonMarket(mesa.Model):
         f, idx = self.firms, x.market_index
         if not self.dynamic:
             return f.mac.select(idx).scaled(x.em_factor.take(idx)).knots()
-        options = f.options.take(idx)
-        return investment.option_knots(options, x.emissions.take(idx), x.year,
-                                       options.initial_deployment, include_capital=True,
-                                       learning=self.config.investment.learning)
+        return investment.option_knots(f.options, x.emissions, x.year,
+                                       f.options.initial_deployment, include_capital=True,
+                                       learning=self.config.investment.learning, rows=idx)
 
     def _invest(self, x: YearInputs) -> tuple[np.ndarray, np.ndarray]:
         """Firms in the market adopt the capital options that pay at their expected prices.

@@ -287,6 +287,13 @@ def test_option_knots_are_the_aggregate_of_the_step_curves(seed):
             for theta in (0.0, 0.4, 1.0):
                 assert knots.at(float(p), theta) == pytest.approx(
                     curves.abatement_at(float(p), theta).sum(), rel=1e-12, abs=1e-6)
+        rows = np.flatnonzero(rng.random(n) < 0.5)  # some firms: as if taken first
+        sub = inv.option_knots(o, e, 2035, o.initial_deployment, include_capital=capital,
+                               rows=rows)
+        want = inv.option_knots(o.take(rows), e[rows], 2035, o.initial_deployment,
+                                include_capital=capital)
+        for name in ("x", "jump", "slope"):
+            np.testing.assert_array_equal(getattr(sub, name), getattr(want, name))
 
 
 def test_results_do_not_depend_on_the_layout(pop):
