@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 
@@ -87,24 +88,15 @@ class Ledger:
         Raises:
             ConservationError: The year's flows do not balance, or a firm's holdings are negative.
         """
-        end = rec.free - rec.deducted  # + bank in + bought - surrendered (+ borrowed), in place
-        end += rec.bank_in
-        end += rec.bought
-        end -= rec.surrendered
-        if rec.borrowed is not None:
-            end += rec.borrowed
-        scale = max(float(np.abs(rec.free).sum() + rec.auctioned + np.abs(rec.bank_in).sum()
-                          + np.abs(rec.bought).sum() + np.abs(rec.surrendered).sum()
-                          + np.abs(rec.deducted).sum() + rec.reserve_sales + rec.withheld), 1.0)
-        tol = self.rtol * scale
-        if (end < -tol).any():
-            i = int(np.argmin(end))
-            raise ConservationError(f"{rec.year}: firm {i} ends the year holding {end[i]:.6g} t")
-        np.maximum(end, 0.0, out=end)
-        rec.banked = np.minimum(end, carry_limit)
-        rec.expired = end - rec.banked
-        inflow = rec.allocated + rec.bank_in.sum() + rec.reserve_sales
-        outflow = rec.surrendered.sum() + rec.banked.sum() + rec.cancelled
+        borrowed = rec.borrowed if rec.borrowed is not None else np.zeros(0)
+        rec.banked, rec.expired, worst, inflow, outflow, scale = _close(
+            rec.free, rec.deducted, rec.bank_in, rec.bought, rec.surrendered, borrowed,
+            carry_limit, float(rec.auctioned), float(rec.reserve_sales), float(rec.withheld),
+            float(rec.auction_unsold))
+        tol = self.rtol * max(scale, 1.0)
+        if worst[1] < -tol:
+            raise ConservationError(
+                f"{rec.year}: firm {int(worst[0])} ends the year holding {worst[1]:.6g} t")
         if abs(inflow - outflow) > tol:
             raise ConservationError(
                 f"{rec.year}: allowances not conserved: in {inflow:.9g} t, out {outflow:.9g} t"
@@ -115,3 +107,36 @@ class Ledger:
         if rec.borrowed is not None:
             self.owed = self.owed + rec.borrowed  # repaid from next year's allocation
         self.records.append(rec)
+
+
+@numba.njit(cache=True, nogil=True)
+def _close(free, deducted, bank_in, bought, surrendered, borrowed, carry_limit, auctioned,
+           reserve_sales, withheld, auction_unsold):  # pragma: no cover (compiled)
+    """One pass of :meth:`Ledger.record` over the firms: each firm's holdings at the end of the
+    year (``free - deducted + bank_in + bought - surrendered + borrowed``), what it banks
+    (within ``carry_limit``) and what expires, t; the firm ending lowest ``(index, holdings)``;
+    the year's inflow and outflow of allowances and the scale of the flows (t, for the checks)."""
+    n = free.size
+    banked, expired = np.empty(n), np.empty(n)
+    lowest, low = 0, np.inf
+    scale = auctioned + reserve_sales + withheld
+    inflow = auctioned + reserve_sales
+    outflow = withheld + auction_unsold
+    for i in range(n):
+        end = free[i] - deducted[i]
+        end += bank_in[i]
+        end += bought[i]
+        end -= surrendered[i]
+        if borrowed.size:
+            end += borrowed[i]
+            inflow += borrowed[i]
+        if end < low:
+            lowest, low = i, end
+        end = max(end, 0.0)
+        banked[i] = min(end, carry_limit[i])
+        expired[i] = end - banked[i]
+        scale += (abs(free[i]) + abs(bank_in[i]) + abs(bought[i]) + abs(surrendered[i])
+                  + abs(deducted[i]))
+        inflow += free[i] - deducted[i] + bank_in[i]
+        outflow += surrendered[i] + banked[i] + expired[i]
+    return banked, expired, (float(lowest), low), inflow, outflow, scale
