@@ -27,6 +27,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from model.mac import Knots, MACCurves
@@ -230,20 +231,18 @@ def allocate(
     cfg = scenario.allocation
     if firms.allocation is not None:
         return np.where(in_market, firms.allocation, 0.0), 0.0
-    alloc = np.zeros(in_market.size)  # benchmark x output in the market, 0 elsewhere
-    np.multiply(benchmarks(firms, year, cfg.benchmark_decline), output, out=alloc,
-                where=in_market)
     sectors, s_inv, _, _ = sector_groups(firms)
-    totals = None  # per sector, t (needed in the years with a cap)
-    present = np.bincount(s_inv.compress(in_market), minlength=sectors.size) > 0
+    # benchmark x output in the market (0 elsewhere), and the sectors' totals (t) and firms in it
+    alloc, totals, count = _benchmark_allocation(
+        benchmarks(firms, year, cfg.benchmark_decline), np.asarray(output, dtype=np.float64),
+        np.asarray(in_market, dtype=bool), s_inv, sectors.size)
+    present = count > 0
     factor, is_capped = np.ones(sectors.size), np.zeros(sectors.size, dtype=bool)
     for code in np.flatnonzero(present):
         sector = str(sectors[code])
         start = cap_start(scenario, sector)
         if start is None or year < start:
             continue
-        if totals is None:
-            totals = np.bincount(s_inv, weights=alloc, minlength=sectors.size)
         is_capped[code] = True
         if sector not in cap_state.first:
             cap_state.first[sector] = float(totals[code])
@@ -330,3 +329,18 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
         base.flags.writeable = False
         _remember("carry_base", arrays, b.base, b.base_new_sectors, base)
     return base + b.sales_multiple * np.maximum(net_sales, 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _benchmark_allocation(benchmark, output, in_market, sector, n_sectors):  # pragma: no cover
+    """``benchmark x output`` of each firm in the market (0 elsewhere), t; each sector's total
+    (summed in firm order) and its number of firms in the market (one compiled pass)."""
+    alloc = np.zeros(benchmark.size)
+    totals = np.zeros(n_sectors)
+    count = np.zeros(n_sectors, dtype=np.int64)
+    for i in range(benchmark.size):
+        if in_market[i]:
+            alloc[i] = benchmark[i] * output[i]
+            count[sector[i]] += 1
+        totals[sector[i]] += alloc[i]
+    return alloc, totals, count
