@@ -1,8 +1,8 @@
 """Firms over time: capital options with lock-in and technology learning.
 
 Pure building blocks on arrays (no Mesa) that the yearly step of :class:`model.model.CarbonMarket`
-calls; their loops over firms and option slots are compiled (:mod:`model.investment_kernels`). Prices are in yuan/t CO2, quantities in t CO2 (per year
-where they are flows), costs in yuan.
+calls; their loops over firms and option slots are compiled (:mod:`model.investment_kernels`).
+Prices are in yuan/t CO2, quantities in t CO2 (per year where they are flows), costs in yuan.
 
 **Technology options** (:class:`model.population.TechOptions`, the rows of
 ``model/data/technologies.csv`` drawn per firm by :func:`model.population.synthetic_firms`, in a
@@ -263,20 +263,6 @@ def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
         options.cost, factor, usable, options.potential, np.asarray(emissions, dtype=np.float64),
         options.option, np.arange(options.n_firms) if rows is None else np.asarray(rows, np.intp))
     return Knots(x=x, jump=jump, slope=np.zeros(x.size))
-
-
-def _step_curves(cost: np.ndarray, potential: np.ndarray, use: np.ndarray) -> MACCurves:
-    """The step curves of each firm's usable slots (``use``), as ``MACCurves.from_options``
-    gives them after compacting each firm's usable slots into the first columns (in slot order)
-    and padding to the most any firm uses with zero-width options at the firm's cheapest cost.
-
-    A firm's options are sorted by cost (stably: equally cheap ones in slot order); the padding
-    comes after its cheapest options (those at the cheapest cost), so that every firm has as many
-    points. Each option is a flat segment from (abatement before it, cost) to (after it, cost). A
-    firm without usable options: the zero curve.
-    """
-    start, abatement, cost = kernels.step_points(cost, potential, use)
-    return MACCurves(start=start, abatement=abatement, cost=cost)
 
 
 # ---------------------------------------------------------------------------------- investment

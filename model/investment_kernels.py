@@ -32,58 +32,84 @@ def slot_costs(cost, option, factor, available):  # pragma: no cover (compiled)
 def year_slots(base_cost, factor, available, in_curve, potential, emissions, option, lifetime,
                rows, slot_from, slot_until, year, curves, candidates):  # pragma: no cover
     """The kernel of ``investment.year_options`` (and of ``decide``, without curves): each slot's
-    cost ``base_cost x factor[option]`` (``+inf`` if unavailable) and potential
-    ``potential x emissions`` of the firms ``rows``; their curves' CSR arrays, and the
-    candidates (flat index, firm, lifetime, cost, potential)."""
+    cost ``base_cost x factor[option]`` and potential ``potential x emissions`` of the firms
+    ``rows`` (a slot is usable if its option is available, its cost finite and its potential
+    positive); the CSR arrays of the curves of the usable options ``in_curve`` (each firm's
+    sorted by cost as it goes, then padded to the most any firm has), and
+    the candidates (flat index, firm, lifetime, cost, potential)."""
     k = option.shape[1]
     n = rows.size
-    cost = np.empty((n, k))
-    pot = np.empty((n, k))
-    use = np.zeros((n, k), dtype=np.bool_)
-    flat = np.empty(n * k if candidates else 0, dtype=np.int64)
+    uc = np.empty((n, k))  # each firm's usable curve options: cost, potential (sorted by cost)
+    up = np.empty((n, k))
+    cnt = np.zeros(n, dtype=np.int64)
+    mc = n * k if candidates else 0
+    flat, firm, life = np.empty(mc, np.int64), np.empty(mc, np.int64), np.empty(mc, np.int64)
+    c_cost, c_tonnes = np.empty(mc), np.empty(mc)
     width, m = 1, 0
     for r in range(n):
         i = rows[r]
-        count = 0
-        for j in range(k):
-            o = option[i, j]
-            c = base_cost[i, j] * factor[o] if o >= 0 and available[o] else np.inf
-            p = potential[i, j] * emissions[i]
-            cost[r, j], pot[r, j] = c, p
-            if o < 0 or not (p > 0 and np.isfinite(c)):
-                continue
-            if in_curve[o]:
-                use[r, j] = True
-                count += 1
-            if (candidates and lifetime[o] > 0
-                    and not (slot_from[i, j] <= year < slot_until[i, j])):
-                flat[m] = i * k + j
-                m += 1
-        width = max(width, count)
-    flat = flat[:m]
-    firm = flat // k
-    life = np.empty(m, dtype=np.int64)
-    c_cost, c_tonnes = np.empty(m), np.empty(m)
-    r = 0
-    for c in range(m):
-        while rows[r] != firm[c]:
-            r += 1
-        j = flat[c] - firm[c] * k
-        life[c], c_cost[c], c_tonnes[c] = lifetime[option[firm[c], j]], cost[r, j], pot[r, j]
-    if not curves:
-        return (np.zeros(1, dtype=np.int64), np.zeros(0), np.zeros(0), flat, firm, life, c_cost,
-                c_tonnes)
-    a_pts, c_pts = np.zeros(n * 2 * width), np.zeros(n * 2 * width)
-    order = np.empty(k, dtype=np.int64)
-    for r in range(n):
+        e = emissions[i]
         u = 0
         for j in range(k):
-            if use[r, j]:
-                order[u] = j
+            o = option[i, j]
+            if o < 0 or not available[o]:
+                continue
+            c = base_cost[i, j] * factor[o]
+            p = potential[i, j] * e
+            if not (p > 0 and np.isfinite(c)):
+                continue
+            if in_curve[o]:
+                t = u  # insertion, stable (after equal costs)
+                while t > 0 and uc[r, t - 1] > c:
+                    uc[r, t] = uc[r, t - 1]
+                    up[r, t] = up[r, t - 1]
+                    t -= 1
+                uc[r, t] = c
+                up[r, t] = p
                 u += 1
-        firm_points(cost[r], pot[r], order, u, width, a_pts, c_pts, r * 2 * width)
+            if (candidates and lifetime[o] > 0
+                    and not (slot_from[i, j] <= year < slot_until[i, j])):
+                flat[m], firm[m], life[m] = i * k + j, i, lifetime[o]
+                c_cost[m], c_tonnes[m] = c, p
+                m += 1
+        cnt[r] = u
+        if u > width:
+            width = u
+    if not curves:
+        return (np.zeros(1, dtype=np.int64), np.zeros(0), np.zeros(0), flat[:m], firm[:m],
+                life[:m], c_cost[:m], c_tonnes[:m])
+    a_pts, c_pts = np.zeros(n * 2 * width), np.zeros(n * 2 * width)
+    for r in range(n):
+        u = cnt[r]
+        if u == 0:
+            continue
+        at = r * 2 * width
+        cheapest = uc[r, 0]
+        q = 0.0
+        place = 0
+        for t in range(u):  # the padding comes after the cheapest options
+            c = uc[r, t]
+            if t > 0 and c > cheapest and place == t:
+                for _ in range(width - u):
+                    a_pts[at + 2 * place] = q
+                    a_pts[at + 2 * place + 1] = q + 0.0
+                    c_pts[at + 2 * place] = cheapest
+                    c_pts[at + 2 * place + 1] = cheapest
+                    place += 1
+            a_pts[at + 2 * place] = q
+            q = q + up[r, t]
+            a_pts[at + 2 * place + 1] = q
+            c_pts[at + 2 * place] = c
+            c_pts[at + 2 * place + 1] = c
+            place += 1
+        while place < width:
+            a_pts[at + 2 * place] = q
+            a_pts[at + 2 * place + 1] = q + 0.0
+            c_pts[at + 2 * place] = c_pts[at + 2 * place - 1]
+            c_pts[at + 2 * place + 1] = c_pts[at + 2 * place - 1]
+            place += 1
     start = np.arange(0, (n + 1) * 2 * width, 2 * width).astype(np.int64)
-    return start, a_pts, c_pts, flat, firm, life, c_cost, c_tonnes
+    return start, a_pts, c_pts, flat[:m], firm[:m], life[:m], c_cost[:m], c_tonnes[:m]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -107,64 +133,6 @@ def option_points(base_cost, factor, usable, potential, emissions, option,
                 x[m], jump[m] = c, p
                 m += 1
     return x[:m].copy(), jump[:m].copy()
-
-
-@numba.njit(cache=True, nogil=True)
-def step_points(cost, potential, use):  # pragma: no cover (compiled)
-    """The CSR arrays of ``investment._step_curves``: ``start``, ``abatement`` and ``cost``."""
-    n, slots = use.shape
-    k = 1
-    for i in range(n):
-        k = max(k, use[i].sum())
-    a_pts, c_pts = np.zeros(n * 2 * k), np.zeros(n * 2 * k)
-    order = np.empty(slots, dtype=np.int64)
-    for i in range(n):
-        m = 0
-        for j in range(slots):
-            if use[i, j]:
-                order[m] = j
-                m += 1
-        firm_points(cost[i], potential[i], order, m, k, a_pts, c_pts, i * 2 * k)
-    return np.arange(0, (n + 1) * 2 * k, 2 * k).astype(np.int64), a_pts, c_pts
-
-
-@numba.njit(cache=True, nogil=True)
-def firm_points(cost, potential, order, m, k, a_pts, c_pts, at):  # pragma: no cover
-    """One firm's step curve from its ``m`` usable slots ``order[:m]`` (in slot order; sorted
-    here by cost, stably), padded to ``k`` options, written at ``at`` of the point arrays."""
-    for t in range(1, m):  # insertion sort (a firm has a few options)
-        j = order[t]
-        u = t
-        while u > 0 and cost[order[u - 1]] > cost[j]:
-            order[u] = order[u - 1]
-            u -= 1
-        order[u] = j
-    if m == 0:
-        return  # the zero curve (the arrays hold zeros)
-    cheapest = cost[order[0]]
-    q = 0.0
-    place = 0
-    for t in range(m):
-        c = cost[order[t]]
-        if t > 0 and c > cheapest and place == t:  # the padding, after the cheapest
-            for _ in range(k - m):
-                a_pts[at + 2 * place] = q
-                a_pts[at + 2 * place + 1] = q + 0.0
-                c_pts[at + 2 * place] = cheapest
-                c_pts[at + 2 * place + 1] = cheapest
-                place += 1
-        a_pts[at + 2 * place] = q
-        q = q + potential[order[t]]
-        a_pts[at + 2 * place + 1] = q
-        c_pts[at + 2 * place] = c
-        c_pts[at + 2 * place + 1] = c
-        place += 1
-    while place < k:  # the padding at the end (every option at the cheapest cost)
-        a_pts[at + 2 * place] = q
-        a_pts[at + 2 * place + 1] = q + 0.0
-        c_pts[at + 2 * place] = c_pts[at + 2 * place - 1]
-        c_pts[at + 2 * place + 1] = c_pts[at + 2 * place - 1]
-        place += 1
 
 
 @numba.njit(cache=True, nogil=True)

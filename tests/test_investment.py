@@ -601,7 +601,8 @@ def test_step_curves_with_padding_and_ties():
                     [2.0, 3.0, 0.0, 0.0]])
     use = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]],
                    dtype=bool)
-    got = inv._step_curves(cost, pot, use)
+    o = make_options(cost, np.where(use, pot, 0.0), kind=["operational"] * 4)  # unused: 0 t
+    got = inv.operational_curves(o, np.ones(5), 2030, o.initial_deployment)
     want = _reference_curves(cost, pot, use)
     for name in ("start", "abatement", "cost"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
