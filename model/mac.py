@@ -25,6 +25,8 @@ from functools import cached_property
 
 import numpy as np
 
+from model import clearing_kernels as _kernels
+
 
 class CurveError(ValueError):
     """A curve's points are invalid; ``point_index`` indexes the caller's input arrays."""
@@ -116,11 +118,8 @@ class Knots:
             return 0.0, 0.0
         if price == np.inf:
             return self.total, 0.0
-        below = self.x < price
-        q = self.jump[below].sum()
-        if self.sloped:  # (zero for step curves)
-            q += (self.slope[below] * (price - self.x[below])).sum()
-        return float(q), float(self.jump[self.x == price].sum())
+        # (a compiled pass; the sums are numpy's: the slope terms are skipped for step curves)
+        return _kernels.split_at(self.x, self.jump, self.slope, self.sloped, float(price))
 
     @cached_property
     def total(self) -> float:

@@ -29,11 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 # (banking_knots and firm_banking are re-exported: the banking demand is part of the market)
+from model import clearing_kernels as kernels
 from model.banking import BankingKnots, banking_knots, firm_banking  # noqa: F401
 from model.mac import Knots, MACCurves
-
-_SMALL = 2048  # knots sorted directly below this many
-_BUCKETS = 1024
 
 
 def solve_quantity(knots: list[Knots], target: float) -> tuple[float, float]:
@@ -50,6 +48,9 @@ def solve_quantity(knots: list[Knots], target: float) -> tuple[float, float]:
         ``+inf`` when ``target`` exceeds the total supply; otherwise ``Q(price-) <= target <=
         Q(price)`` and ``theta`` in [0, 1] is the share of the flats exactly at ``price`` needed so
         that supply equals ``target`` (1 when there is no flat at the price).
+
+    The knots are bucketed (linear-time passes) while more than 2048 remain, then the rest are
+    sorted; both in one compiled kernel (:func:`model.clearing_kernels.solve_quantity`).
     """
     knots = [k for k in knots if k.x.size]
     if target <= 0.0 or not knots:
@@ -59,106 +60,18 @@ def solve_quantity(knots: list[Knots], target: float) -> tuple[float, float]:
         return math.inf, 1.0
     # The sets side by side; ``cuts`` delimits them. Sums over a bucket are taken set by set and
     # then added (as if each set were bucketed alone), which keeps the result independent of how
-    # the sets are laid out.
+    # the sets are laid out. Step curves (jumps only) skip the slope sums: they are zero.
     sloped = any(k.sloped for k in knots)
     x, jump = _joined([k.x for k in knots]), _joined([k.jump for k in knots])
-    slope = sx = None
-    if sloped:  # step curves (jumps only) skip the slope sums: they are zero
-        slope = _joined([k.slope for k in knots])
-        sx = slope * x
-    cuts = list(itertools.accumulate((k.x.size for k in knots), initial=0))
-    base_j = base_s = base_x = 0.0  # accumulated from knots below the remaining ones
-    while x.size > _SMALL:
-        lo, hi = float(x.min()), float(x.max())
-        if not hi > lo:
-            break
-        width = (hi - lo) / _BUCKETS
-        edges = lo + width * np.arange(_BUCKETS + 1)
-        edges[-1] = np.inf  # the last bucket holds hi itself
-        q = x - lo
-        q /= width
-        b = q.astype(np.intp)
-        del q
-        np.minimum(b, _BUCKETS - 1, out=b)
-        # Mend rounding so that bucket b holds exactly edges[b] <= x < edges[b + 1].
-        b -= x < edges[b]
-        edges = edges[1:]
-        b += x >= edges[b]
-        jj = base_j + np.cumsum(_bucket_sums(b, jump, cuts))
-        if sloped:
-            ss = base_s + np.cumsum(_bucket_sums(b, slope, cuts))
-            xx = base_x + np.cumsum(_bucket_sums(b, sx, cuts))
-            with np.errstate(invalid="ignore"):
-                value = np.where(np.isinf(edges), np.inf, jj + ss * edges - xx)  # Q at each
-        else:
-            value = np.where(np.isinf(edges), np.inf, jj)
-        u = int(np.argmax(value >= target))  # right edge, without jumps exactly there: they lie
-        if u > 0:  # in bucket u + 1.
-            base_j = jj[u - 1]
-            if sloped:
-                base_s, base_x = ss[u - 1], xx[u - 1]
-        keep = np.flatnonzero(b == u)
-        # each set's share of the knots kept
-        cuts = [0, keep.size] if len(cuts) == 2 else keep.searchsorted(cuts).tolist()
-        x, jump = x[keep], jump[keep]
-        if sloped:
-            slope, sx = slope[keep], sx[keep]
-    if not x.size:  # the crossing is on the slopes through an empty bucket
-        return float((target - base_j + base_x) / max(base_s, 1e-300)), 1.0
-    # The distinct prices left (ux) and where each knot is among them (inv), as np.unique.
-    order = np.argsort(x)
-    xs = x[order]
-    first = np.empty(x.size, dtype=bool)
-    first[0] = True
-    np.not_equal(xs[1:], xs[:-1], out=first[1:])
-    ux = xs[first]
-    inv = np.empty(x.size, dtype=np.intp)
-    inv[order] = np.cumsum(first) - 1
-    j_at = np.bincount(inv, jump, ux.size)
-    cj = base_j + np.cumsum(j_at)
-    if sloped:
-        cs = base_s + np.cumsum(np.bincount(inv, slope, ux.size))
-        cx = base_x + np.cumsum(np.bincount(inv, sx, ux.size))
-        right = cj + cs * ux - cx  # Q(x_u), flats at x_u included
-    else:
-        right = cj
-    left = right - j_at
-    u = int(np.argmax(right >= target))
-    if not right[u] >= target:  # beyond the last remaining knot, on the last slope
-        s_after = cs[-1] if sloped else 0.0
-        if s_after <= 0:  # target equals the total supply up to rounding
-            return float(ux[-1]), 1.0
-        return float(ux[-1] + (target - right[-1]) / s_after), 1.0
-    if left[u] < target:  # the crossing is the jump at ux[u]
-        return float(ux[u]), float(min(1.0, max(0.0, (target - left[u]) / j_at[u])))
-    # Otherwise on the slope just below ux[u].
-    if not sloped:
-        return float(ux[u]), 0.0
-    if u == 0:
-        s_before, q_before, x_before = base_s, None, None
-    else:
-        s_before, q_before, x_before = cs[u - 1], right[u - 1], ux[u - 1]
-    if s_before <= 0:
-        return float(ux[u]), 0.0
-    if q_before is None:
-        p = (target - base_j + base_x) / s_before
-    else:
-        p = x_before + (target - q_before) / s_before
-    return float(min(p, ux[u])), 1.0
+    slope = _joined([k.slope for k in knots]) if sloped else jump  # (not read if not sloped)
+    cuts = np.fromiter(itertools.accumulate((k.x.size for k in knots), initial=0), np.int64)
+    p, theta = kernels.solve_quantity(x, jump, slope, cuts, sloped, float(target))
+    return float(p), float(theta)
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     """The arrays one after the other (the array itself if there is one)."""
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _bucket_sums(b: np.ndarray, w: np.ndarray, cuts: list[int]) -> np.ndarray:
-    """Sums of ``w`` per bucket ``b``, per set (``cuts`` delimits the sets), added set by set."""
-    out = np.zeros(_BUCKETS)
-    for i, j in itertools.pairwise(cuts):
-        if j > i:
-            out += np.bincount(b[i:j], w[i:j], _BUCKETS)
-    return out
 
 
 def supply_at(knots: Knots, price: float, theta: float = 1.0) -> float:

@@ -1,0 +1,300 @@
+"""Compiled kernels (numba) of the market clearing.
+
+The inversion of aggregate supply (:func:`model.market.solve_quantity`), the one-pass evaluation
+of a supply (:meth:`model.mac.Knots.split_at`), the segments of MAC curves and their per-firm
+evaluation (:class:`model.mac.MACCurves`) and the firms' banking demand (:mod:`model.banking`).
+Thin Python wrappers in those modules keep the public signatures; the kernels take plain arrays
+and floats.
+
+Each kernel gives the numpy code it replaced to the last bit: every floating-point sum is formed
+in the same order. numpy's ``.sum()`` of a float64 array is a pairwise summation, repeated by
+:func:`add_reduce`; ``np.bincount`` with weights adds in input order from 0.0; ``np.cumsum`` is
+sequential, and ``base + np.cumsum(v)`` adds the base to each running sum.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+SMALL = 2048  # knots sorted directly below this many (solve_quantity)
+BUCKETS = 1024  # buckets of one bucketing pass
+
+
+# ---------------------------------------------------------------------------------- sums
+@numba.njit(cache=True, nogil=True)
+def _block(a, lo, n):  # pragma: no cover (compiled)
+    """numpy's ``pairwise_sum`` of ``a[lo:lo + n]`` for ``n <= 128``: a plain loop below 8,
+    else 8 accumulators over strides of 8, combined pairwise, then the rest one by one."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    top = lo + n - n % 8
+    i = lo + 8
+    while i < top:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < lo + n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairwise(a, lo, n):  # pragma: no cover (compiled)
+    """numpy's ``pairwise_sum`` of ``a[lo:lo + n]``: above 128 the sum of the two halves split
+    at ``n // 2`` rounded down to a multiple of 8 (the recursion on a stack of its own: numba's
+    cache does not keep recursive functions)."""
+    if n <= 128:
+        return _block(a, lo, n)
+    # the nodes from the root to the current one: start, size, left half's sum (once known)
+    start, size = np.empty(64, np.int64), np.empty(64, np.int64)
+    left, has_left = np.empty(64), np.zeros(64, np.bool_)
+    d = 0
+    start[0], size[0] = lo, n
+    while True:
+        while size[d] > 128:  # down the left halves to a block
+            half = size[d] // 2
+            half -= half % 8
+            start[d + 1], size[d + 1], has_left[d + 1] = start[d], half, False
+            d += 1
+        v = _block(a, start[d], size[d])
+        while True:  # up while the node is a right half
+            d -= 1
+            if d < 0:
+                return v
+            if not has_left[d]:  # v is the left half: on to the right one
+                left[d], has_left[d] = v, True
+                half = size[d] // 2
+                half -= half % 8
+                start[d + 1], size[d + 1], has_left[d + 1] = start[d] + half, size[d] - half, False
+                d += 1
+                break
+            v = left[d] + v
+
+
+@numba.njit(cache=True, nogil=True)
+def add_reduce(a, n):  # pragma: no cover (compiled)
+    """``a[:n].sum()`` as numpy forms it for a contiguous float64 array (0.0 + pairwise sum)."""
+    return 0.0 + _pairwise(a, 0, n)
+
+
+# ---------------------------------------------------------------------------------- knots
+@numba.njit(cache=True, nogil=True)
+def split_at(x, jump, slope, sloped, price):  # pragma: no cover (compiled)
+    """``Knots.split_at`` at a finite price: ``(Q(price-), jumps at price)``."""
+    n = x.size
+    buf = np.empty(n)
+    m = 0
+    for i in range(n):
+        if x[i] < price:
+            buf[m] = jump[i]
+            m += 1
+    q = add_reduce(buf, m)
+    if sloped:
+        m = 0
+        for i in range(n):
+            if x[i] < price:
+                buf[m] = slope[i] * (price - x[i])
+                m += 1
+        q += add_reduce(buf, m)
+    m = 0
+    for i in range(n):
+        if x[i] == price:
+            buf[m] = jump[i]
+            m += 1
+    return q, add_reduce(buf, m)
+
+
+# ---------------------------------------------------------------------------------- solve
+@numba.njit(cache=True, nogil=True)
+def solve_quantity(x, jump, slope, cuts, sloped, target):  # pragma: no cover (compiled)
+    """``market.solve_quantity`` on the joined knot sets (``cuts`` delimits them)."""
+    n = x.size
+    sx = slope * x if sloped else np.empty(0)
+    cuts = cuts.copy()
+    base = np.zeros(3)  # (jumps, slopes, slopes x prices) below the knots left
+    if n > SMALL:
+        b = np.empty(n, dtype=np.int16)
+        u = _bucket_pass(x, jump, slope, sx, n, cuts, sloped, target, base, b)
+        if u >= 0:  # the knots kept, compacted into new arrays (the inputs are left alone)
+            m = cuts[-1]
+            xw, jw = np.empty(m), np.empty(m)
+            sw, sxw = np.empty(m if sloped else 0), np.empty(m if sloped else 0)
+            _compact(x, jump, slope, sx, n, b, u, sloped, xw, jw, sw, sxw)
+            while m > SMALL:
+                u = _bucket_pass(xw, jw, sw, sxw, m, cuts, sloped, target, base, b)
+                if u < 0:
+                    break
+                _compact(xw, jw, sw, sxw, m, b, u, sloped, xw, jw, sw, sxw)
+                m = cuts[-1]
+            return _final(xw, jw, sw, sxw, m, sloped, target, base)
+    return _final(x, jump, slope, sx, n, sloped, target, base)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bucket_pass(x, jump, slope, sx, n, cuts, sloped, target,
+                 base, b):  # pragma: no cover (compiled)
+    """One bucketing pass over ``x[:n]``: the bucket ``u`` that holds the crossing (-1: none)."""
+    lo = hi = x[0]
+    nan = False
+    for i in range(n):
+        v = x[i]
+        nan |= np.isnan(v)
+        lo = min(lo, v)
+        hi = max(hi, v)
+    if nan or not hi > lo:  # (with a NaN numpy's min and max are NaN: no pass)
+        return -1
+    width = (hi - lo) / BUCKETS
+    if not (width > 0.0 and width < np.inf):  # (infinite prices: sorted directly)
+        return -1
+    edges = np.empty(BUCKETS + 1)
+    for k in range(BUCKETS):
+        edges[k] = lo + width * k
+    edges[BUCKETS] = np.inf  # the last bucket holds hi itself
+    for i in range(n):  # (a loop of its own: vectorised)
+        b[i] = min(int((x[i] - lo) / width), BUCKETS - 1)
+    sums = np.zeros((3, BUCKETS))
+    part = np.empty((3, BUCKETS))
+    for s in range(cuts.size - 1):
+        if cuts[s + 1] <= cuts[s]:
+            continue
+        part[:] = 0.0
+        for i in range(cuts[s], cuts[s + 1]):
+            xi = x[i]
+            k = np.intp(b[i])
+            # Mend rounding so that bucket k holds exactly edges[k] <= x < edges[k + 1].
+            if xi < edges[k]:
+                k -= 1
+            elif xi >= edges[k + 1]:  # (not after a step down: x < edges[k] is the new top)
+                k += 1
+            b[i] = k
+            part[0, k] += jump[i]
+            if sloped:
+                part[1, k] += slope[i]
+                part[2, k] += sx[i]
+        for k in range(BUCKETS):  # sums over a bucket: set by set
+            sums[0, k] += part[0, k]
+            if sloped:
+                sums[1, k] += part[1, k]
+                sums[2, k] += part[2, k]
+    # Q at each bucket's right edge (without jumps exactly there: they lie in the next bucket)
+    u = 0
+    cj = cs = cx = 0.0
+    jj = ss = xx = 0.0
+    prev_j, prev_s, prev_x = base[0], base[1], base[2]
+    for k in range(BUCKETS):
+        cj = sums[0, k] if k == 0 else cj + sums[0, k]
+        jj = base[0] + cj
+        if sloped:
+            cs = sums[1, k] if k == 0 else cs + sums[1, k]
+            cx = sums[2, k] if k == 0 else cx + sums[2, k]
+            ss, xx = base[1] + cs, base[2] + cx
+        edge = edges[k + 1]
+        if np.isinf(edge):
+            value = np.inf
+        elif sloped:
+            value = jj + ss * edge - xx
+        else:
+            value = jj
+        if value >= target:
+            u = k
+            break
+        prev_j, prev_s, prev_x = jj, ss, xx
+    if u > 0:
+        base[0] = prev_j
+        if sloped:
+            base[1], base[2] = prev_s, prev_x
+    # each set's share of the knots kept
+    kept = 0
+    for s in range(cuts.size - 1):
+        c = 0
+        for i in range(cuts[s], cuts[s + 1]):
+            c += b[i] == u
+        cuts[s] = kept
+        kept += c
+    cuts[-1] = kept
+    return u
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact(x, jump, slope, sx, n, b, u, sloped, xo, jo, so, sxo):  # pragma: no cover (compiled)
+    """The knots of bucket ``u`` in order into ``xo, jo, so, sxo`` (may be the inputs)."""
+    m = 0
+    for i in range(n):
+        if b[i] == u:
+            xo[m], jo[m] = x[i], jump[i]
+            if sloped:
+                so[m], sxo[m] = slope[i], sx[i]
+            m += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _final(x, jump, slope, sx, n, sloped, target, base):  # pragma: no cover (compiled)
+    """The crossing among the last ``n`` knots, sorted: ``(price, theta)``."""
+    base_j, base_s, base_x = base[0], base[1], base[2]
+    if n == 0:  # the crossing is on the slopes through an empty bucket
+        return (target - base_j + base_x) / max(base_s, 1e-300), 1.0
+    # The distinct prices left (ux) and where each knot is among them (inv), as np.unique.
+    order = np.argsort(x[:n])
+    ux = np.empty(n)
+    inv = np.empty(n, dtype=np.intp)
+    m = 0
+    for t in range(n):
+        i = order[t]
+        if t == 0 or x[i] != x[order[t - 1]]:
+            ux[m] = x[i]
+            m += 1
+        inv[i] = m - 1
+    j_at, s_at, x_at = np.zeros(m), np.zeros(m), np.zeros(m)
+    for i in range(n):  # (np.bincount: input order)
+        j_at[inv[i]] += jump[i]
+        if sloped:
+            s_at[inv[i]] += slope[i]
+            x_at[inv[i]] += sx[i]
+    right, cs = np.empty(m), np.empty(m)
+    cj = ccs = ccx = 0.0
+    u = -1
+    for k in range(m):
+        cj = j_at[0] if k == 0 else cj + j_at[k]
+        if sloped:
+            ccs = s_at[0] if k == 0 else ccs + s_at[k]
+            ccx = x_at[0] if k == 0 else ccx + x_at[k]
+            cs[k] = base_s + ccs
+            right[k] = (base_j + cj) + cs[k] * ux[k] - (base_x + ccx)  # Q(x_u), flats included
+        else:
+            right[k] = base_j + cj
+        if u < 0 and right[k] >= target:
+            u = k
+    u = max(u, 0)
+    if not right[u] >= target:  # beyond the last remaining knot, on the last slope
+        s_after = cs[m - 1] if sloped else 0.0
+        if s_after <= 0:  # target equals the total supply up to rounding
+            return ux[m - 1], 1.0
+        return ux[m - 1] + (target - right[m - 1]) / s_after, 1.0
+    left = right[u] - j_at[u]
+    if left < target:  # the crossing is the jump at ux[u]
+        return ux[u], min(1.0, max(0.0, (target - left) / j_at[u]))
+    # Otherwise on the slope just below ux[u].
+    if not sloped:
+        return ux[u], 0.0
+    s_before = base_s if u == 0 else cs[u - 1]
+    if s_before <= 0:
+        return ux[u], 0.0
+    if u == 0:
+        p = (target - base_j + base_x) / s_before
+    else:
+        p = ux[u - 1] + (target - right[u - 1]) / s_before
+    return min(p, ux[u]), 1.0

@@ -1,0 +1,237 @@
+"""The compiled clearing kernels give the numpy code they replaced to the last bit.
+
+The numpy references are the code of the package before the kernels (kept here, not there).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from model import clearing_kernels as kernels
+from model.mac import Knots, MACCurves
+from model.market import solve_quantity
+
+_SMALL, _BUCKETS = 2048, 1024
+
+
+def _same(a: float, b: float) -> bool:
+    """Equal to the last bit (NaNs equal, and the sign of a zero counts)."""
+    return (a == b and math.copysign(1.0, a) == math.copysign(1.0, b)) or (math.isnan(a) and math.isnan(b))
+
+
+# ---------------------------------------------------------------------------------- sums
+def _mixed(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Values of mixed signs and magnitudes (1e-12 .. 1e12), some zeros of either sign."""
+    a = rng.standard_normal(n) * 10.0 ** rng.integers(-12, 13, n)
+    a[rng.random(n) < 0.05] = 0.0
+    a[rng.random(n) < 0.05] = -0.0
+    return a
+
+
+def test_add_reduce_is_numpys_sum_bit_for_bit() -> None:
+    """numpy's pairwise summation, for every size to 2000 (the plain loop below 8, the 8
+    accumulators to 128, the splits above) and some large ones."""
+    rng = np.random.default_rng(0)
+    for n in [*range(2001), 4095, 4096, 8191, 8192, 8193, 65_537, 1_000_003]:
+        a = _mixed(rng, n)
+        assert _same(kernels.add_reduce(a, n), a.sum()), n
+        m = int(rng.integers(0, n + 1))  # a prefix (the kernels sum the first m of a buffer)
+        assert _same(kernels.add_reduce(a, m), a[:m].sum()), (n, m)
+    for special in ([-0.0], [-0.0, -0.0], [1e308, 1e308, -np.inf], [np.nan, 1.0], [np.inf] * 9):
+        a = np.array(special)
+        with np.errstate(over="ignore", invalid="ignore"):
+            assert _same(kernels.add_reduce(a, a.size), a.sum())
+
+
+# ---------------------------------------------------------------------------------- split_at
+def _split_at_reference(k: Knots, price: float) -> tuple[float, float]:
+    if not k.x.size or price == -np.inf:
+        return 0.0, 0.0
+    if price == np.inf:
+        return k.total, 0.0
+    below = k.x < price
+    q = k.jump[below].sum()
+    if k.sloped:
+        q += (k.slope[below] * (price - k.x[below])).sum()
+    return float(q), float(k.jump[k.x == price].sum())
+
+
+def test_split_at_is_the_numpy_evaluation_bit_for_bit() -> None:
+    rng = np.random.default_rng(1)
+    for n in [0, 1, 3, 7, 8, 9, 100, 129, 300, 2257, 5000, 20_000]:
+        for sloped in (False, True):
+            x = np.round(rng.uniform(-10, 100, n), int(rng.integers(0, 3)))  # ties
+            k = Knots(x, _mixed(rng, n), _mixed(rng, n) if sloped else np.zeros(n))
+            prices = [*(rng.choice(x, 5) if n else []), *rng.uniform(-20, 120, 5),
+                      0.0, math.inf, -math.inf, math.nan]
+            for p in prices:
+                got, want = k.split_at(p), _split_at_reference(k, p)
+                assert all(map(_same, got, want)), (n, sloped, p)
+
+
+# ---------------------------------------------------------------------------------- solve
+def _solve_quantity_reference(knots: list[Knots], target: float) -> tuple[float, float]:
+    """``solve_quantity`` in numpy (the code before the kernel)."""
+    knots = [k for k in knots if k.x.size]
+    if target <= 0.0 or not knots:
+        return (-math.inf, 1.0) if target <= 0.0 else (math.inf, 1.0)
+    total = sum(k.total for k in knots)
+    if target > total and target > total + 1e-12 * max(sum(k.scale for k in knots), 1.0):
+        return math.inf, 1.0
+    sloped = any(k.sloped for k in knots)
+    x, jump = _joined([k.x for k in knots]), _joined([k.jump for k in knots])
+    slope = sx = None
+    if sloped:
+        slope = _joined([k.slope for k in knots])
+        sx = slope * x
+    cuts = list(itertools.accumulate((k.x.size for k in knots), initial=0))
+    base_j = base_s = base_x = 0.0
+    while x.size > _SMALL:
+        lo, hi = float(x.min()), float(x.max())
+        if not hi > lo:
+            break
+        width = (hi - lo) / _BUCKETS
+        edges = lo + width * np.arange(_BUCKETS + 1)
+        edges[-1] = np.inf
+        q = x - lo
+        q /= width
+        b = q.astype(np.intp)
+        np.minimum(b, _BUCKETS - 1, out=b)
+        b -= x < edges[b]
+        edges = edges[1:]
+        b += x >= edges[b]
+        jj = base_j + np.cumsum(_bucket_sums(b, jump, cuts))
+        if sloped:
+            ss = base_s + np.cumsum(_bucket_sums(b, slope, cuts))
+            xx = base_x + np.cumsum(_bucket_sums(b, sx, cuts))
+            with np.errstate(invalid="ignore"):
+                value = np.where(np.isinf(edges), np.inf, jj + ss * edges - xx)
+        else:
+            value = np.where(np.isinf(edges), np.inf, jj)
+        u = int(np.argmax(value >= target))
+        if u > 0:
+            base_j = jj[u - 1]
+            if sloped:
+                base_s, base_x = ss[u - 1], xx[u - 1]
+        keep = np.flatnonzero(b == u)
+        cuts = [0, keep.size] if len(cuts) == 2 else keep.searchsorted(cuts).tolist()
+        x, jump = x[keep], jump[keep]
+        if sloped:
+            slope, sx = slope[keep], sx[keep]
+    if not x.size:
+        return float((target - base_j + base_x) / max(base_s, 1e-300)), 1.0
+    order = np.argsort(x)
+    xs = x[order]
+    first = np.empty(x.size, dtype=bool)
+    first[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=first[1:])
+    ux = xs[first]
+    inv = np.empty(x.size, dtype=np.intp)
+    inv[order] = np.cumsum(first) - 1
+    j_at = np.bincount(inv, jump, ux.size)
+    cj = base_j + np.cumsum(j_at)
+    if sloped:
+        cs = base_s + np.cumsum(np.bincount(inv, slope, ux.size))
+        cx = base_x + np.cumsum(np.bincount(inv, sx, ux.size))
+        right = cj + cs * ux - cx
+    else:
+        right = cj
+    left = right - j_at
+    u = int(np.argmax(right >= target))
+    if not right[u] >= target:
+        s_after = cs[-1] if sloped else 0.0
+        if s_after <= 0:
+            return float(ux[-1]), 1.0
+        return float(ux[-1] + (target - right[-1]) / s_after), 1.0
+    if left[u] < target:
+        return float(ux[u]), float(min(1.0, max(0.0, (target - left[u]) / j_at[u])))
+    if not sloped:
+        return float(ux[u]), 0.0
+    if u == 0:
+        s_before, q_before, x_before = base_s, None, None
+    else:
+        s_before, q_before, x_before = cs[u - 1], right[u - 1], ux[u - 1]
+    if s_before <= 0:
+        return float(ux[u]), 0.0
+    if q_before is None:
+        p = (target - base_j + base_x) / s_before
+    else:
+        p = x_before + (target - q_before) / s_before
+    return float(min(p, ux[u])), 1.0
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _bucket_sums(b: np.ndarray, w: np.ndarray, cuts: list[int]) -> np.ndarray:
+    out = np.zeros(_BUCKETS)
+    for i, j in itertools.pairwise(cuts):
+        if j > i:
+            out += np.bincount(b[i:j], w[i:j], _BUCKETS)
+    return out
+
+
+def _random_set(rng: np.random.Generator, n: int, sloped: bool) -> Knots:
+    """Knots with uniform, heavy-tailed, tied or outlying prices; sloped ones in pairs (a slope
+    from a lower price and minus it from a higher one), jumps where no slope."""
+    kind = int(rng.integers(0, 5))
+    if kind == 0:
+        x = rng.uniform(-50, 500, n)
+    elif kind == 1:
+        x = rng.lognormal(0, 4, n)  # crowded near zero: several passes
+    elif kind == 2:
+        x = np.round(rng.uniform(0, 100, n), 1)  # ties
+    elif kind == 3:
+        x = np.concatenate((rng.uniform(0, 1, max(n - 3, 0)), [1e6, -1e5, 1e9]))[:n]
+    else:
+        x = rng.standard_cauchy(n)
+    rng.shuffle(x)
+    jump = rng.uniform(0, 10, n) * (rng.random(n) < 0.8)
+    slope = np.zeros(n)
+    if sloped:
+        k = n // 2
+        r = rng.uniform(0, 3, k)
+        slope = np.concatenate((r, -r, np.zeros(n - 2 * k)))
+        x = np.concatenate((x[:k], x[:k] + rng.uniform(0, 5, k), x[2 * k:]))
+        jump[:2 * k] = 0.0
+    return Knots(x, jump, slope)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_solve_quantity_is_the_numpy_algorithm_bit_for_bit(seed) -> None:
+    """One to four sets (also empty ones), steps and slopes, sizes around the bucketing
+    threshold and far above it (several passes), targets anywhere up to the total."""
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        sloped = bool(rng.random() < 0.5)
+        sets = [_random_set(rng, int(rng.choice([0, 1, 5, 2048, 2049, 5000, 40_000])),
+                            sloped and bool(rng.random() < 0.8))
+                for _ in range(int(rng.integers(1, 5)))]
+        total = sum(k.total for k in sets)
+        for target in [*rng.uniform(0, 1, 6) * total, total, total * (1 - 1e-13), -1.0,
+                       total * 1.1, 1e-9]:
+            got = solve_quantity(sets, target)
+            want = _solve_quantity_reference(sets, target)
+            assert all(map(_same, got, want)), (seed, [k.x.size for k in sets], target)
+
+
+def test_solve_quantity_bit_for_bit_on_market_curves() -> None:
+    """Curves as the market builds them: steps from options, linear and mixed curves, the
+    empty bucket on a long slope, all prices equal."""
+    rng = np.random.default_rng(7)
+    steps = MACCurves.from_options(rng.uniform(0, 10, (4000, 3)),
+                                   rng.uniform(-20, 300, (4000, 3)).round(1)).knots()
+    linear = MACCurves.linear(rng.uniform(1, 50, 3000), rng.uniform(10, 900, 3000)).knots()
+    line = MACCurves.linear(np.array([1e6]), np.array([1e6])).knots()
+    equal = Knots(np.full(5000, 7.0), rng.uniform(0, 1, 5000), np.zeros(5000))
+    for sets in ([steps], [linear], [steps, linear], [steps, line], [equal], [equal, steps],
+                 [steps.affine(0.1, 3.0, 0.1), linear]):
+        total = sum(k.total for k in sets)
+        for target in [*rng.uniform(0, 1, 20) * total, sets[0].total + 5e5]:
+            got = solve_quantity(sets, target)
+            assert all(map(_same, got, _solve_quantity_reference(sets, target)))
