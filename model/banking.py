@@ -4,7 +4,7 @@ A firm with an expected price holds allowances while today's price is below that
 (discounted by a year) and releases them, borrowing in addition where allowed, once the price rises
 past it. For the market (:func:`model.market.clear`) this demand is written as a supply that is
 released with the price: knots with a jump at each firm's threshold. Plain functions on numpy
-arrays; re-exported by :mod:`model.market`.
+arrays (each one compiled pass, :mod:`model.clearing_kernels`); re-exported by :mod:`model.market`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import clearing_kernels as kernels
 from model.mac import Knots
 
 if TYPE_CHECKING:
@@ -36,18 +37,20 @@ def banking_knots(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.nda
     threshold the firm releases ``capacity + borrowing``: a jump of that size at the threshold.
     ``capacity`` of the result (the demand at a zero price) is the total capacity.
     """
-    jump = capacity + borrowing
-    keep = np.flatnonzero(jump > 0)
-    return BankingKnots(x=np.asarray(threshold, float)[keep], jump=jump[keep],
-                        slope=np.zeros(keep.size), capacity=float(capacity[keep].sum()))
+    x, jump, total = kernels.banking_knots(*_per_firm(threshold, capacity, borrowing))
+    return BankingKnots(x=x, jump=jump, slope=np.zeros(x.size), capacity=total)
 
 
 def firm_banking(threshold: np.ndarray, capacity: np.ndarray, borrowing: np.ndarray,
                  eq: Equilibrium) -> np.ndarray:
     """Each firm's banked allowances at the equilibrium (t; negative: borrowed)."""
-    p = eq.cea_price
-    out = np.where(threshold > p, capacity, -borrowing)
-    at = np.flatnonzero(threshold == p)
-    if at.size:
-        out[at] = capacity[at] - eq.theta_bank * (capacity[at] + borrowing[at])
-    return out
+    return kernels.firm_banking(*_per_firm(threshold, capacity, borrowing),
+                                float(eq.cea_price), float(eq.theta_bank))
+
+
+def _per_firm(*arrays: np.ndarray) -> list[np.ndarray]:
+    """The arrays as float64, one value per firm each (broadcast if they are not already)."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    if arrays[0].ndim != 1 or any(a.shape != arrays[0].shape for a in arrays):
+        arrays = [np.ravel(a) for a in np.broadcast_arrays(*arrays)]
+    return arrays

@@ -298,3 +298,108 @@ def _final(x, jump, slope, sx, n, sloped, target, base):  # pragma: no cover (co
     else:
         p = ux[u - 1] + (target - right[u - 1]) / s_before
     return min(p, ux[u]), 1.0
+
+
+# ---------------------------------------------------------------------------------- MAC curves
+@numba.njit(cache=True, nogil=True)
+def segments(start, abatement, cost):  # pragma: no cover (compiled)
+    """``MACCurves._widths`` (firm, a0, da, c0, dc of the segments of positive width) and
+    whether all of them are flat."""
+    m = 0
+    for p in range(abatement.size - 1):
+        m += abatement[p + 1] - abatement[p] > 0
+    firm = np.empty(m, dtype=np.int64)
+    a0, da, c0, dc = np.empty(m), np.empty(m), np.empty(m), np.empty(m)
+    f = 0
+    j = 0
+    steps = True
+    for p in range(abatement.size - 1):
+        d = abatement[p + 1] - abatement[p]
+        if d > 0:
+            while start[f + 1] <= p:  # the firm whose points hold p
+                f += 1
+            firm[j], a0[j], da[j], c0[j] = f, abatement[p], d, cost[p]
+            dc[j] = cost[p + 1] - cost[p]
+            steps &= dc[j] == 0
+            j += 1
+    return firm, a0, da, c0, dc, steps
+
+
+@numba.njit(cache=True, nogil=True)
+def abatement_at(firm, da, c0, dc, n, steps, price, prices, theta):  # pragma: no cover (compiled)
+    """``MACCurves.abatement_at`` at ``price`` (``prices[firm]`` if ``prices`` is not empty)."""
+    out = np.zeros(n)
+    per_firm = prices.size > 0
+    at_ok = theta != 0.0  # (theta 0: the flats at the price are left out, as zeros)
+    f, s = -1, 0.0  # the firm summed now and its running sum (kept in a register)
+    for j in range(firm.size):
+        if firm[j] != f:
+            if f >= 0:
+                out[f] = s
+            f = firm[j]
+            s = out[f]
+        p = prices[f] if per_firm else price
+        c = c0[j]
+        if steps:  # flat segments only: all of those below the price, theta of those at it
+            d = da[j]
+            g = d * theta if at_ok and c == p else 0.0
+            g = d if c < p else g
+        elif dc[j] > 0:  # the share of a sloped segment below the price
+            g = da[j] * min(max((p - c) / dc[j], 0.0), 1.0)
+        else:
+            g = da[j] * (1.0 if c < p else (theta if c == p else 0.0))
+        s += g  # (np.bincount: in input order)
+    if f >= 0:
+        out[f] = s
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def cost_of(firm, a0, da, c0, dc, n, steps, abatement):  # pragma: no cover (compiled)
+    """``MACCurves.cost_of``: each firm's area under its curve up to its ``abatement``."""
+    out = np.zeros(n)
+    f, s, a = -1, 0.0, 0.0  # the firm summed now, its running sum, its abatement
+    for j in range(firm.size):
+        if firm[j] != f:
+            if f >= 0:
+                out[f] = s
+            f = firm[j]
+            s, a = out[f], abatement[f]
+        t = min(max(a - a0[j], 0.0), da[j])  # the part of the segment used
+        cost = t * c0[j]
+        if not steps:
+            cost += dc[j] / da[j] * t * t / 2.0
+        s += cost  # (np.bincount: in input order)
+    if f >= 0:
+        out[f] = s
+    return out
+
+
+# ---------------------------------------------------------------------------------- banking
+@numba.njit(cache=True, nogil=True)
+def banking_knots(threshold, capacity, borrowing):  # pragma: no cover (compiled)
+    """``banking.banking_knots``: the thresholds and jumps of the firms that release a positive
+    quantity, and their total capacity."""
+    m = 0
+    for i in range(capacity.size):
+        m += capacity[i] + borrowing[i] > 0
+    x, jump, kept = np.empty(m), np.empty(m), np.empty(m)
+    m = 0
+    for i in range(capacity.size):
+        j = capacity[i] + borrowing[i]
+        if j > 0:
+            x[m], jump[m], kept[m] = threshold[i], j, capacity[i]
+            m += 1
+    return x, jump, add_reduce(kept, m)
+
+
+@numba.njit(cache=True, nogil=True)
+def firm_banking(threshold, capacity, borrowing, price, theta):  # pragma: no cover (compiled)
+    """``banking.firm_banking`` at the allowance ``price`` with the share ``theta`` released."""
+    out = np.empty(capacity.size)
+    for i in range(capacity.size):
+        t = threshold[i]
+        out[i] = capacity[i] if t > price else -borrowing[i]
+        if t == price:
+            out[i] = capacity[i] - theta * (capacity[i] + borrowing[i])
+    return out

@@ -139,6 +139,18 @@ class Knots:
         return float(np.abs(self.jump).sum() + np.abs(self.slope * self.x).sum())
 
 
+_NO_PRICES = np.empty(0)  # (abatement_at: one price for all firms)
+_NO_PRICES.flags.writeable = False
+
+
+def _per_firm(values: np.ndarray, n_firms: int) -> np.ndarray:
+    """``values`` as float64, one per firm (IndexError if fewer: the kernels do not check)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size < n_firms:
+        raise IndexError(f"expected one value per firm ({n_firms}), got shape {values.shape}")
+    return values
+
+
 _SIGN_OFF = np.int64(0x7FFFFFFFFFFFFFFF)  # every bit of a float64 but the sign
 
 
@@ -365,6 +377,11 @@ class MACCurves:
         return int(counts[0]) if counts.size and (counts == counts[0]).all() else 0
 
     @cached_property
+    def _segments(self) -> tuple:
+        """:attr:`_widths` and :attr:`_steps` from one compiled pass over the points."""
+        return _kernels.segments(self.start, self.abatement, self.cost)
+
+    @cached_property
     def _widths(self) -> tuple[np.ndarray, ...]:
         """The segments with positive width (vertical jumps add no abatement and no cost):
         (firm, a0, da, c0, dc).
@@ -372,18 +389,13 @@ class MACCurves:
         Every firm's first point is at abatement 0, so the step from one firm's last point to the
         next firm's first is never positive and drops out with the vertical jumps.
         """
-        da = self.abatement[1:] - self.abatement[:-1]
-        idx = np.flatnonzero(da > 0)
-        k = self._points_per_firm
-        firm = idx // k if k else np.repeat(np.arange(self.n_firms), np.diff(self.start))[idx]
-        c0 = self.cost[idx]
-        return firm, self.abatement[idx], da[idx], c0, self.cost[idx + 1] - c0
+        return self._segments[:5]
 
     @cached_property
     def _steps(self) -> bool:
         """Whether every segment of positive width is flat (step curves, e.g. from options):
         evaluating them needs no slopes."""
-        return bool((self._widths[4] == 0).all())
+        return bool(self._segments[5])
 
     def knots(self) -> Knots:
         """The aggregate supply of abatement as a function of price (sum over all firms)."""
@@ -407,33 +419,24 @@ class MACCurves:
         sets ``theta`` so that supply meets demand; 1 means all of it).
         """
         firm, _, da, c0, dc = self._widths
-        p = price[firm] if np.ndim(price) else float(price)
-        if np.ndim(price) == 0 and not np.isfinite(p):
-            got = da.copy() if p > 0 else np.zeros_like(da)
-        elif self._steps:  # flat segments only: all of those below the price, theta of those at it
-            got = np.where(c0 < p, da, 0.0)
-            if theta != 0.0:
-                at = c0 == p
-                if at.any():
-                    got[at] = da[at] * theta
+        if np.ndim(price) == 0:
+            p = float(price)
+            if not np.isfinite(p):
+                got = da.copy() if p > 0 else np.zeros_like(da)
+                return np.bincount(firm, weights=got, minlength=self.n_firms)
+            prices = _NO_PRICES
         else:
-            sloped = dc > 0
-            with np.errstate(divide="ignore", invalid="ignore"):
-                frac = np.where(sloped, (p - c0) / np.where(sloped, dc, 1.0), 0.0)
-            np.clip(frac, 0.0, 1.0, out=frac)
-            flat_frac = np.where(c0 < p, 1.0, np.where(c0 == p, theta, 0.0))
-            got = da * np.where(sloped, frac, flat_frac)
-        return np.bincount(firm, weights=got, minlength=self.n_firms)
+            p, prices = 0.0, _per_firm(price, self.n_firms)
+        # (one compiled pass; the sums per firm in segment order, as np.bincount)
+        return _kernels.abatement_at(firm, da, c0, dc, self.n_firms, self._steps, p, prices,
+                                     float(theta))
 
     def cost_of(self, abatement: np.ndarray) -> np.ndarray:
         """Each firm's total abatement cost (area under its MAC curve up to ``abatement``), yuan."""
         firm, a0, da, c0, dc = self._widths
-        t = np.asarray(abatement, dtype=np.float64)[firm] - a0
-        np.minimum(np.maximum(t, 0.0, out=t), da, out=t)  # the part of each segment used
-        cost = t * c0
-        if not self._steps:  # segments have da > 0
-            cost += dc / da * t * t / 2.0
-        return np.bincount(firm, weights=cost, minlength=self.n_firms)
+        # (one compiled pass: the part of each segment used, its cost, the sums per firm)
+        return _kernels.cost_of(firm, a0, da, c0, dc, self.n_firms, self._steps,
+                                _per_firm(abatement, self.n_firms))
 
     def marginal_cost(self, abatement: np.ndarray) -> np.ndarray:
         """Each firm's MAC at its ``abatement`` (yuan/t): the cost of its last tonne abated.

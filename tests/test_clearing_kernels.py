@@ -235,3 +235,112 @@ def test_solve_quantity_bit_for_bit_on_market_curves() -> None:
         for target in [*rng.uniform(0, 1, 20) * total, sets[0].total + 5e5]:
             got = solve_quantity(sets, target)
             assert all(map(_same, got, _solve_quantity_reference(sets, target)))
+
+
+# ---------------------------------------------------------------------------------- MAC curves
+def _widths_reference(c: MACCurves) -> tuple:
+    da = c.abatement[1:] - c.abatement[:-1]
+    idx = np.flatnonzero(da > 0)
+    firm = np.repeat(np.arange(c.n_firms), np.diff(c.start))[idx]
+    c0 = c.cost[idx]
+    dc = c.cost[idx + 1] - c0
+    return (firm, c.abatement[idx], da[idx], c0, dc), bool((dc == 0).all())
+
+
+def _abatement_at_reference(c: MACCurves, price, theta: float) -> np.ndarray:
+    (firm, _, da, c0, dc), steps = _widths_reference(c)
+    p = price[firm] if np.ndim(price) else float(price)
+    if np.ndim(price) == 0 and not np.isfinite(p):
+        got = da.copy() if p > 0 else np.zeros_like(da)
+    elif steps:
+        got = np.where(c0 < p, da, 0.0)
+        if theta != 0.0:
+            at = c0 == p
+            if at.any():
+                got[at] = da[at] * theta
+    else:
+        sloped = dc > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(sloped, (p - c0) / np.where(sloped, dc, 1.0), 0.0)
+        np.clip(frac, 0.0, 1.0, out=frac)
+        flat_frac = np.where(c0 < p, 1.0, np.where(c0 == p, theta, 0.0))
+        got = da * np.where(sloped, frac, flat_frac)
+    return np.bincount(firm, weights=got, minlength=c.n_firms)
+
+
+def _cost_of_reference(c: MACCurves, abatement: np.ndarray) -> np.ndarray:
+    (firm, a0, da, c0, dc), steps = _widths_reference(c)
+    t = np.asarray(abatement, dtype=np.float64)[firm] - a0
+    np.minimum(np.maximum(t, 0.0, out=t), da, out=t)
+    cost = t * c0
+    if not steps:
+        cost += dc / da * t * t / 2.0
+    return np.bincount(firm, weights=cost, minlength=c.n_firms)
+
+
+def _curves(rng: np.random.Generator, kind: str, n: int) -> MACCurves:
+    """Step curves from options (zero potentials: vertical jumps), or long-format curves with
+    as many or different numbers of points per firm (flats, slopes, jumps, ties in cost)."""
+    if kind == "options":
+        return MACCurves.from_options(rng.uniform(0, 10, (n, 4)) * (rng.random((n, 4)) < 0.8),
+                                      rng.uniform(-30, 300, (n, 4)).round(0))
+    count = np.full(n, 4) if kind == "uniform" else rng.integers(1, 7, n)
+    firm = np.repeat(np.arange(n), count)
+    a = rng.uniform(0, 100, firm.size).round(0)
+    a = a[np.lexsort((a, firm))]
+    a[np.r_[0, np.flatnonzero(np.diff(firm)) + 1]] = 0.0
+    cost = rng.uniform(-20, 300, firm.size).round(0)
+    cost = np.concatenate([np.sort(cost[firm == i]) for i in range(n)])
+    return MACCurves.from_long(firm, a, cost, n)
+
+
+@pytest.mark.parametrize("kind", ["options", "uniform", "general"])
+def test_mac_kernels_are_the_numpy_evaluation_bit_for_bit(kind) -> None:
+    """Segments, knots, abatement at one price or a price per firm (at knot prices, with theta
+    0, a share or 1, at +-inf and NaN) and the cost of any abatement."""
+    rng = np.random.default_rng(8)
+    for n in (1, 7, 300, 3000):
+        c = _curves(rng, kind, n)
+        want, steps = _widths_reference(c)
+        assert all(np.array_equal(g, w) for g, w in zip(c._widths, want, strict=True))
+        assert c._steps == steps
+        c0 = want[3]
+        prices = [*rng.choice(c0, 5), rng.uniform(-40, 320), 0.0, math.inf, -math.inf, math.nan,
+                  rng.uniform(-40, 320, n), rng.choice(c0, n)]
+        for p in prices:
+            for theta in (0.0, 0.3, 1.0):
+                assert np.array_equal(c.abatement_at(p, theta), _abatement_at_reference(c, p, theta),
+                                      equal_nan=True)
+        for a in (rng.uniform(0, 1.2, n) * c.max_abatement, np.zeros(n), c.max_abatement,
+                  c.abatement_at(50.0, 0.5), -c.max_abatement):
+            assert np.array_equal(c.cost_of(a), _cost_of_reference(c, a))
+    with pytest.raises(IndexError):
+        c.cost_of(np.zeros(n - 1))
+
+
+# ---------------------------------------------------------------------------------- banking
+def test_banking_kernels_are_the_numpy_evaluation_bit_for_bit() -> None:
+    from model.banking import banking_knots, firm_banking
+    from model.market import Equilibrium
+
+    rng = np.random.default_rng(9)
+    for n in (0, 1, 10, 3447, 10_000):
+        threshold = rng.uniform(0, 100, n).round(0)
+        capacity = rng.uniform(0, 5, n) * (rng.random(n) < 0.6)
+        borrowing = rng.uniform(0, 3, n) * (rng.random(n) < 0.5)
+        k = banking_knots(threshold, capacity, borrowing)
+        jump = capacity + borrowing
+        keep = np.flatnonzero(jump > 0)
+        assert np.array_equal(k.x, threshold[keep]) and np.array_equal(k.jump, jump[keep])
+        assert not k.slope.any() and k.slope.size == keep.size
+        assert _same(k.capacity, float(capacity[keep].sum()))
+        for p in [*(rng.choice(threshold, 3) if n else []), 50.5, 0.0, math.inf]:
+            theta = float(rng.uniform())
+            eq = Equilibrium(p, p, p, 1.0, 1.0, 0.0, 0.0, False, theta_bank=theta)
+            want = np.where(threshold > p, capacity, -borrowing)
+            at = np.flatnonzero(threshold == p)
+            want[at] = capacity[at] - theta * (capacity[at] + borrowing[at])
+            got = firm_banking(threshold, capacity, borrowing, eq)
+            assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
+    k = banking_knots(np.array([1.0, 2.0]), np.array([0.0, 3.0]), 0.0)  # (broadcast)
+    assert k.x.tolist() == [2.0] and k.capacity == 3.0
