@@ -2,7 +2,8 @@
 
 The inversion of aggregate supply (:func:`model.market.solve_quantity`), the one-pass evaluation
 of a supply (:meth:`model.mac.Knots.split_at`), the segments of MAC curves and their per-firm
-evaluation (:class:`model.mac.MACCurves`) and the firms' banking demand (:mod:`model.banking`).
+evaluation (:class:`model.mac.MACCurves`), the firms' banking demand (:mod:`model.banking`) and
+the parts of :func:`model.mac.stable_argsort` around numpy's sort.
 Thin Python wrappers in those modules keep the public signatures; the kernels take plain arrays
 and floats.
 
@@ -403,3 +404,48 @@ def firm_banking(threshold, capacity, borrowing, price, theta):  # pragma: no co
         if t == price:
             out[i] = capacity[i] - theta * (capacity[i] + borrowing[i])
     return out
+
+
+# ---------------------------------------------------------------------------------- sorting
+@numba.njit(cache=True, nogil=True)
+def sort_keys(x, b):  # pragma: no cover (compiled)
+    """:func:`model.mac.stable_argsort`'s int64 keys: each price's bits (``-0.0 -> 0.0``; the
+    magnitude bits flipped for negative numbers, so the keys order as the prices) with the
+    lowest ``b`` bits replaced by the index."""
+    n = x.size
+    y = np.empty(n)
+    for i in range(n):
+        y[i] = x[i] + 0.0
+    key = y.view(np.int64)
+    high = np.int64(-(1 << b))
+    for i in range(n):
+        k = key[i]
+        k ^= (k >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)
+        key[i] = (k & high) | i
+    return key
+
+
+@numba.njit(cache=True, nogil=True)
+def unpack_keys(key, b, x):  # pragma: no cover (compiled)
+    """The order and sorted prices from the sorted keys of :func:`sort_keys`, and whether some
+    neighbours share their high bits but differ in price (then ordered by index, not price)."""
+    n = key.size
+    low = np.int64((1 << b) - 1)
+    order = np.empty(n, dtype=np.int64)
+    xs = np.empty(n)
+    mixed = False
+    for i in range(n):
+        order[i] = key[i] & low
+        xs[i] = x[order[i]]
+        if i > 0 and (key[i] >> b) == (key[i - 1] >> b) and xs[i] != xs[i - 1]:
+            mixed = True
+    return order, xs, mixed
+
+
+@numba.njit(cache=True, nogil=True)
+def running_sum(values, order, out):  # pragma: no cover (compiled)
+    """``np.cumsum(values[order], out=out)`` (sequential, as numpy's)."""
+    s = 0.0
+    for i in range(order.size):
+        s += values[order[i]]
+        out[i] = s

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model import clearing_kernels
 from model.mac import Knots, stable_argsort
 from model.market import at_cea_price
 
@@ -267,7 +268,7 @@ class _Stack:
             self.cj[at.start - 1] = 0.0
             if p is None:  # (the sums of Knots._sorted: same order, same bits)
                 order, x = stable_argsort(c.x)
-                np.cumsum(c.jump[order], out=self.cj[at])
+                clearing_kernels.running_sum(c.jump, order, self.cj[at])
             else:
                 order, x = None, p[0]
                 self.cj[at] = p[1]
