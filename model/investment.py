@@ -490,13 +490,11 @@ def _candidate_averages(expected_prices: np.ndarray | float, discount_rate: np.n
         table = _price_path(prices, firms.size, longest)
         r = r[firms] if per_firm else r
     running, weight = _discounted_sums(table, r, longest)
-    top = life
-    if active_until is not None:  # prices after the firm's last year count as 0
-        top = np.minimum(life, np.asarray(active_until).take(firm) - (year - 1))
-        np.maximum(top, 0, out=top)
-    at = row * (longest + 1)
-    num = running.take(at + top)
-    return num / (weight.take(life) if weight.ndim == 1 else weight.take(at + life))
+    # each candidate's discounted sum up to its lifetime, or to its firm's last year (prices
+    # after it count as 0), over the weights of its lifetime
+    until = np.zeros(0, np.int64) if active_until is None else np.asarray(active_until, np.int64)
+    return kernels.candidate_averages(running, np.atleast_2d(weight), weight.ndim == 2,
+                                      np.asarray(row, np.int64), firm, life, until, year)
 
 
 def locked_abatement(state: InvestmentState, potential_t: np.ndarray, year: int) -> np.ndarray:

@@ -182,3 +182,17 @@ def rows_in_use(slot_from, slot_until, potential, emissions, slot_cost, rows,
                 c += slot_cost[i, j]
         locked[r], capex[r] = a, c
     return locked, capex
+
+
+@numba.njit(cache=True, nogil=True)
+def candidate_averages(running, weight, per_row, row, firm, life, until,
+                       year):  # pragma: no cover (compiled)
+    """``running[row, top] / weight[row or 0, life]`` per candidate, ``top`` its lifetime or
+    (with ``until``, each firm's last year) the years its firm is still active, at least 0."""
+    out = np.empty(life.size)
+    for c in range(life.size):
+        top = life[c]
+        if until.size:
+            top = max(min(top, until[firm[c]] - (year - 1)), 0)
+        out[c] = running[row[c], top] / weight[row[c] if per_row else 0, life[c]]
+    return out
