@@ -103,21 +103,25 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
     Returns:
         ``(output_factor, emissions_factor)``, arrays over firms.
     """
-    g, ic = _rates(tuple(sorted(scenario.growth.output.items())),
-                   tuple(sorted(scenario.growth.intensity.items())))
-    dt = year - firms.base_year
     sectors, inverse, _, _ = sector_groups(firms)
-    out = np.array([(1.0 + g[s]) ** dt for s in sectors]).take(inverse)
-    intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors]).take(inverse)
-    return out, out * intensity
+    g, ic = _rates(tuple(sorted(scenario.growth.output.items())),
+                   tuple(sorted(scenario.growth.intensity.items())), tuple(sectors))
+    dt = year - firms.base_year
+    out = (g ** dt).take(inverse)
+    return out, out * (ic ** dt).take(inverse)
 
 
 @functools.lru_cache(maxsize=64)
-def _rates(output: tuple, intensity: tuple) -> tuple[dict[str, float], dict[str, float]]:
-    """Yearly output growth and intensity change by sector: data, then scenario overrides."""
+def _rates(output: tuple, intensity: tuple, sectors: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``1 +`` the yearly output growth and intensity change of each of ``sectors``: data,
+    then scenario overrides (read-only)."""
     table = sector_table().set_index("sector")
-    return (table["output_growth"].to_dict() | dict(output),
-            table["intensity_change"].to_dict() | dict(intensity))
+    g = table["output_growth"].to_dict() | dict(output)
+    ic = table["intensity_change"].to_dict() | dict(intensity)
+    out = np.array([1.0 + g[s] for s in sectors]), np.array([1.0 + ic[s] for s in sectors])
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
@@ -146,23 +150,26 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     """
     _, _, uniq, inverse = sector_groups(firms)
     arrays = (firms.sector, firms.firm_type, firms.emissions, firms.output)
-    values = _recall("benchmarks", arrays, year, decline)
-    if values is None:
-        values = np.array([_schedule(firms, k, year, decline) for k in uniq])
-        _remember("benchmarks", arrays, year, decline, values)
-    return values.take(inverse)
+    table = _recall("benchmark rows", arrays, year)  # (the part without the decline)
+    if table is None:
+        table = tuple(np.array(v) for v in zip(*(_schedule(firms, k, year) for k in uniq)))
+        _remember("benchmark rows", arrays, year, table)
+    value, last_year, last_value = table
+    after = year >= last_year  # after the table's last year: its last value, falling
+    if after.any():
+        value = np.where(after, last_value * (1.0 - decline) ** (year - last_year), value)
+    return value.take(inverse)
 
 
-def _schedule(firms: Firms, key: str, year: int, decline: float) -> float:
-    """The benchmark of one (sector, firm type) in ``year`` (see :func:`benchmarks`)."""
+def _schedule(firms: Firms, key: str, year: int) -> tuple[float, float, float]:
+    """The benchmark of one (sector, firm type) in ``year`` within its table's years, the
+    table's last year and value (see :func:`benchmarks`; a key without rows: its sector's mean
+    intensity, and no last year)."""
     years, vals = _benchmark_rows(key)
     if years.size == 0:
-        return _mean_intensity(firms, key.split("|", 1)[0])
-    if year <= years[0]:
-        return float(vals[0])
-    if year >= years[-1]:
-        return float(vals[-1] * (1.0 - decline) ** (year - years[-1]))
-    return float(vals[years <= year][-1])
+        return _mean_intensity(firms, key.split("|", 1)[0]), np.inf, np.nan
+    inside = float(vals[0]) if year <= years[0] else float(vals[years <= year][-1])
+    return inside, float(years[-1]), float(vals[-1])
 
 
 def _mean_intensity(firms: Firms, sector: str) -> float:
