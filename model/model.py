@@ -306,8 +306,9 @@ class CarbonMarket(mesa.Model):
         for year in years:
             x = self._exogenous(year)
             markets.append(YearMarket(
-                self._projected_supply(x), float(x.emissions[x.market].sum()),
-                float(x.free[x.market].sum() + x.auctioned), x.offsets, sc.offsets.limit,
+                self._projected_supply(x), float(x.emissions.take(x.market_index).sum()),
+                float(x.free.take(x.market_index).sum() + x.auctioned), x.offsets,
+                sc.offsets.limit,
                 upper=min(sc.prices.ceiling, flat), lower=sc.prices.floor))
         borrow = [sc.banking.borrowing * m.issued for m in markets[1:]] + [0.0]
         path = hotelling_path(markets, sc.expectations.discount_rate, borrow_limit=borrow)

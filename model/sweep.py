@@ -73,13 +73,13 @@ def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool) -> Outcome
         model = CarbonMarket(scenario, agents=False, record_firms=False,
                              counterfactual=counterfactual)
         model.run()
-        hist = pd.DataFrame(model.history)
-        frame = {"run": np.full(len(hist), run.run, dtype=np.int64),
-                 "year": hist["year"].to_numpy(dtype=np.int64)}
+        rows = model.history  # one dict per year (the same keys every year)
+        frame = {"run": np.full(len(rows), run.run, dtype=np.int64),
+                 "year": np.array([r["year"] for r in rows], dtype=np.int64)}
         for c in outputs:
-            col = hist[c] if c in hist else pd.Series(np.nan, index=hist.index)
-            frame[c] = col.to_numpy(dtype=np.int64 if c in INT_OUTPUTS else
-                                    bool if c in BOOL_OUTPUTS else np.float64)
+            dtype = np.int64 if c in INT_OUTPUTS else bool if c in BOOL_OUTPUTS else np.float64
+            frame[c] = (np.array([r[c] for r in rows], dtype=dtype) if rows and c in rows[0]
+                        else pd.Series(np.nan, index=range(len(rows))).to_numpy(dtype=dtype))
         return "ok", run.run, pd.DataFrame(frame)
     except Exception as e:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
         return "error", run.run, f"{type(e).__name__}: {e}"
