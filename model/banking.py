@@ -54,3 +54,32 @@ def _per_firm(*arrays: np.ndarray) -> list[np.ndarray]:
     if arrays[0].ndim != 1 or any(a.shape != arrays[0].shape for a in arrays):
         arrays = [np.ravel(a) for a in np.broadcast_arrays(*arrays)]
     return arrays
+
+
+def demand(index: np.ndarray, carry_limit: np.ndarray, held: float, free: np.ndarray,
+           borrowing_share: float, rule: np.ndarray, rule_threshold: np.ndarray, perfect: int,
+           plan: bool, path_bank: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                  bool]:
+    """The banking demand of the firms ``index`` this year (arrays over them).
+
+    Args:
+        index: The firms in the market (indices into the other per-firm arrays).
+        carry_limit: What each firm may carry over (t; :func:`model.policy.carry_over_limit`).
+        held: Every allowance in the market this year (allocation, auction, bank), t: no firm
+            can bank more.
+        free: Each firm's free allocation, t.
+        borrowing_share: The share of its allocation a firm may borrow (0: none).
+        rule, rule_threshold, perfect: Each firm's expectation rule, each rule's threshold
+            (:meth:`model.expectations.Expectations.threshold`, yuan/t) and the perfect-foresight
+            rule's code.
+        plan: Whether firms with perfect foresight hold the path's bank ``path_bank`` (t), shared
+            in proportion to their allocation (within their limits), instead of a threshold.
+
+    Returns:
+        ``(threshold, capacity, borrowing, planned, any_foresight)``: for :func:`banking_knots`,
+        the planned holdings (t) and whether any firm in the market has perfect foresight.
+    """
+    return kernels.banking_demand(
+        np.asarray(index, np.int64), np.asarray(carry_limit, np.float64), float(held),
+        np.asarray(free, np.float64), float(borrowing_share), rule,
+        np.asarray(rule_threshold, np.float64), perfect, plan, float(path_bank))

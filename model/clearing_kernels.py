@@ -406,6 +406,39 @@ def firm_banking(threshold, capacity, borrowing, price, theta):  # pragma: no co
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def banking_demand(index, carry, total, free, borrowing_share, rule, rule_threshold, perfect,
+                   plan, path_bank):  # pragma: no cover (compiled)
+    """``banking.demand`` of the firms ``index``: thresholds, capacities, borrowing and the
+    planned bank of those with perfect foresight; whether any has it."""
+    m = index.size
+    threshold, capacity, borrow = np.empty(m), np.empty(m), np.empty(m)
+    planned, free_m = np.zeros(m), np.empty(m)
+    foresight = False
+    for r in range(m):
+        i = index[r]
+        free_m[r] = free[i]
+        capacity[r] = min(carry[i], total)
+        borrow[r] = borrowing_share * free[i]
+        threshold[r] = rule_threshold[rule[i]]
+        foresight |= rule[i] == perfect
+    if plan and foresight:  # they hold the path's bank in proportion to their allocation
+        denominator = max(add_reduce(free_m, m), 1e-300)
+        for r in range(m):
+            if rule[index[r]] == perfect:
+                v = path_bank * (free_m[r] * 1.0 / denominator)
+                lo = -borrow[r]
+                v = v if (np.isnan(v) or v > lo) else lo  # (numpy's clip, to the sign of zero)
+                planned[r] = v if (np.isnan(v) or v < capacity[r]) else capacity[r]
+                capacity[r], borrow[r] = 0.0, 0.0
+            else:
+                v = path_bank * (free_m[r] * 0.0 / denominator)
+                lo = -borrow[r]
+                v = v if (np.isnan(v) or v > lo) else lo
+                planned[r] = v if (np.isnan(v) or v < capacity[r]) else capacity[r]
+    return threshold, capacity, borrow, planned, foresight
+
+
 # ---------------------------------------------------------------------------------- sorting
 @numba.njit(cache=True, nogil=True)
 def sort_keys(x, b):  # pragma: no cover (compiled)

@@ -84,7 +84,11 @@ class Expectations:
 
     def threshold(self, year: int) -> np.ndarray:
         """The price below which each firm holds allowances for next year (discounted), yuan/t."""
-        return self.next_price(year) / (1.0 + self.discount_rate)
+        return self.rule_thresholds(year).take(self.rule)
+
+    def rule_thresholds(self, year: int) -> np.ndarray:
+        """:meth:`threshold` of each rule (MYOPIC, ADAPTIVE, PERFECT), yuan/t."""
+        return self.rule_prices(year) / (1.0 + self.discount_rate)
 
     def observe(self, price: float) -> None:
         """Update with this year's price."""

@@ -27,6 +27,7 @@ import numpy as np
 
 from model import demography, investment, policy
 from model.agents import Firm
+from model.banking import demand as banking_demand
 from model.expectations import PERFECT, Expectations
 from model.frictions import clear_with_frictions, participation_types
 from model.intertemporal import YearMarket, hotelling_path
@@ -337,23 +338,18 @@ class CarbonMarket(mesa.Model):
             price_cap = min(penalty, max(float(np.max(curves.cost, initial=0.0)),
                                          float(np.max(ccer.x, initial=0.0))))
         bounds = Bounds(floor=sc.prices.floor, ceiling=sc.prices.ceiling, penalty=price_cap)
-        e_m, h_m, free_m = e.take(idx), holdings.take(idx), free.take(idx)
+        e_m, h_m = e.take(idx), holdings.take(idx)
         if locked_m is not None:
             e_m -= locked_m
         # Banking demand: each firm holds allowances while its discounted expected price is
         # above today's, within its carry-over limit, and may borrow above it.
-        carry = self._carry_over_limit(self.last_net_sales).take(idx)
-        capacity = np.minimum(carry, float(free.sum() + auctioned + holdings.sum()))
-        borrow = sc.banking.borrowing * free_m if sc.banking.enabled else 0.0 * free_m
-        threshold = ex.threshold(year).take(idx)  # hold above it
         # Firms with perfect foresight hold the path's bank, in proportion to their allocation.
-        planned = np.zeros(idx.size)
-        foresight = ex.rule.take(idx) == PERFECT
-        any_foresight = bool(foresight.any())
-        if any_foresight and sc.market.trading:
-            share = free_m * foresight / max(float(free_m.sum()), 1e-300)
-            planned = np.clip(ex.path_bank.get(year, 0.0) * share, -borrow, capacity)
-            capacity, borrow = np.where(foresight, 0.0, capacity), np.where(foresight, 0.0, borrow)
+        threshold, capacity, borrow, planned, any_foresight = banking_demand(
+            idx, self._carry_over_limit(self.last_net_sales),
+            float(free.sum() + auctioned + holdings.sum()), free,
+            sc.banking.borrowing if sc.banking.enabled else 0.0, ex.rule,
+            ex.rule_thresholds(year), PERFECT, sc.market.trading,
+            ex.path_bank.get(year, 0.0))
         banking = banking_knots(threshold, capacity, borrow) if sc.market.trading else None
         frictions = sc.market.trading and self.participation is not None
         if not frictions:  # the frictionless market (also the benchmark of a no-trading run)

@@ -10,6 +10,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
+from model.banking import demand
 from model.mac import Knots, MACCurves
 from model.market import (
     Bounds,
@@ -341,7 +342,8 @@ def test_banking_knots_and_firm_banking() -> None:
     borrowing = rng.uniform(0, 10, n) * (rng.random(n) < 0.5)
     k = banking_knots(threshold, capacity, borrowing)
     keep = capacity + borrowing > 0
-    assert np.array_equal(k.x, threshold[keep]) and np.array_equal(k.jump, (capacity + borrowing)[keep])
+    assert np.array_equal(k.x, threshold[keep])
+    assert np.array_equal(k.jump, (capacity + borrowing)[keep])
     assert not k.slope.any() and k.capacity == float(capacity[keep].sum())
     for p, theta in ((42.0, 0.25), (42.5, 1.0), (-1.0, 0.0), (1e3, 1.0)):
         eq = Equilibrium(p, p, p, theta, theta, 0.0, 0.0, limit_binds=False, theta_bank=theta)
@@ -352,3 +354,35 @@ def test_banking_knots_and_firm_banking() -> None:
         assert np.array_equal(got, want)
         # the market's banked total is the firms' total
         assert k.capacity - supply_at(k, p, theta) == pytest.approx(got.sum(), rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_banking_demand_is_the_array_rule(seed):
+    """banking.demand equals the rule written with numpy (as the model had it), bit for bit:
+    thresholds by expectation rule, capacity within the carry-over limit and what is held,
+    borrowing as a share of allocation, the foresight firms' planned bank."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    index = np.flatnonzero(rng.random(n) < 0.6)
+    carry = np.where(rng.random(n) < 0.2, np.inf, rng.uniform(0, 5e5, n))
+    free = np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0, 1e6, n))
+    rule = rng.integers(0, 3, n).astype(np.int8)
+    rule_threshold = rng.uniform(0, 200, 3)
+    held = float(rng.choice([1e5, 1e9]))
+    share = float(rng.choice([0.0, 0.1]))
+    path_bank = float(rng.choice([-3e6, 0.0, 4e7]))
+    for plan in (False, True):
+        got = demand(index, carry, held, free, share, rule, rule_threshold, 2, plan, path_bank)
+        free_m = free.take(index)
+        capacity = np.minimum(carry.take(index), held)
+        borrow = share * free_m
+        planned = np.zeros(index.size)
+        foresight = rule.take(index) == 2
+        if plan and foresight.any():
+            part = free_m * foresight / max(float(free_m.sum()), 1e-300)
+            planned = np.clip(path_bank * part, -borrow, capacity)
+            capacity, borrow = np.where(foresight, 0.0, capacity), np.where(foresight, 0.0, borrow)
+        want = (rule_threshold.take(rule).take(index), capacity, borrow, planned)
+        for a, b in zip(got[:4], want):
+            assert np.array_equal(a.view(np.int64), b.view(np.int64))  # (signs of zero too)
+        assert got[4] == bool(foresight.any())
