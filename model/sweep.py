@@ -437,6 +437,7 @@ def _new_manifest(exp: Experiment, design: str, n_runs: int) -> dict[str, Any]:
         "package": {"name": "cets", "version": __version__}, "code_sha256": code_hash(),
         "versions": {"python": platform.python_version(), "mesa": mesa.__version__,
                      "numpy": np.__version__, "pandas": pd.__version__, "pyarrow": pa.__version__,
+                     "numba": importlib.metadata.version("numba"),
                      "SALib": importlib.metadata.version("SALib"),
                      "dask": importlib.metadata.version("distributed")},
         "seeds": list(exp.seeds), "method": exp.design.method, "runs": n_runs,
