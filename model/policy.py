@@ -107,8 +107,10 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
     g, ic = _rates(tuple(sorted(scenario.growth.output.items())),
                    tuple(sorted(scenario.growth.intensity.items())), tuple(sectors))
     dt = year - firms.base_year
-    out = (g ** dt).take(inverse)
-    return out, out * (ic ** dt).take(inverse)
+    # (powers of Python floats: libm's pow, the same to the last bit on every machine; numpy's
+    # vectorised power may use other code)
+    out = np.array([v ** dt for v in g.tolist()]).take(inverse)
+    return out, out * np.array([v ** dt for v in ic.tolist()]).take(inverse)
 
 
 @functools.lru_cache(maxsize=64)
@@ -156,8 +158,10 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
         _remember("benchmark rows", arrays, year, table)
     value, last_year, last_value = table
     after = year >= last_year  # after the table's last year: its last value, falling
-    if after.any():
-        value = np.where(after, last_value * (1.0 - decline) ** (year - last_year), value)
+    if after.any():  # (powers of Python floats, as in growth_factor)
+        value = value.copy()
+        for k in np.flatnonzero(after).tolist():
+            value[k] = last_value[k] * (1.0 - decline) ** (year - int(last_year[k]))
     return value.take(inverse)
 
 
