@@ -103,27 +103,21 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
     Returns:
         ``(output_factor, emissions_factor)``, arrays over firms.
     """
-    sectors, inverse, _, _ = sector_groups(firms)
     g, ic = _rates(tuple(sorted(scenario.growth.output.items())),
-                   tuple(sorted(scenario.growth.intensity.items())), tuple(sectors))
+                   tuple(sorted(scenario.growth.intensity.items())))
     dt = year - firms.base_year
-    # (powers of Python floats: libm's pow, the same to the last bit on every machine; numpy's
-    # vectorised power may use other code)
-    out = np.array([v ** dt for v in g.tolist()]).take(inverse)
-    return out, out * np.array([v ** dt for v in ic.tolist()]).take(inverse)
+    sectors, inverse, _, _ = sector_groups(firms)
+    out = np.array([(1.0 + g[s]) ** dt for s in sectors]).take(inverse)
+    intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors]).take(inverse)
+    return out, out * intensity
 
 
 @functools.lru_cache(maxsize=64)
-def _rates(output: tuple, intensity: tuple, sectors: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """``1 +`` the yearly output growth and intensity change of each of ``sectors``: data,
-    then scenario overrides (read-only)."""
+def _rates(output: tuple, intensity: tuple) -> tuple[dict[str, float], dict[str, float]]:
+    """Yearly output growth and intensity change by sector: data, then scenario overrides."""
     table = sector_table().set_index("sector")
-    g = table["output_growth"].to_dict() | dict(output)
-    ic = table["intensity_change"].to_dict() | dict(intensity)
-    out = np.array([1.0 + g[s] for s in sectors]), np.array([1.0 + ic[s] for s in sectors])
-    for a in out:
-        a.flags.writeable = False
-    return out
+    return (table["output_growth"].to_dict() | dict(output),
+            table["intensity_change"].to_dict() | dict(intensity))
 
 
 def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
@@ -158,10 +152,11 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
         _remember("benchmark rows", arrays, year, table)
     value, last_year, last_value = table
     after = year >= last_year  # after the table's last year: its last value, falling
-    if after.any():  # (powers of Python floats, as in growth_factor)
+    if after.any():
         value = value.copy()
-        for k in np.flatnonzero(after).tolist():
-            value[k] = last_value[k] * (1.0 - decline) ** (year - int(last_year[k]))
+        for k in np.flatnonzero(after).tolist():  # (the table's own numbers and types)
+            years, vals = _benchmark_rows(str(uniq[k]))
+            value[k] = vals[-1] * (1.0 - decline) ** (year - years[-1])
     return value.take(inverse)
 
 
