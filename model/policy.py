@@ -154,9 +154,10 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     after = year >= last_year  # after the table's last year: its last value, falling
     if after.any():
         value = value.copy()
-        for k in np.flatnonzero(after).tolist():  # (the table's own numbers and types)
-            years, vals = _benchmark_rows(str(uniq[k]))
-            value[k] = vals[-1] * (1.0 - decline) ** (year - years[-1])
+        for last in np.unique(last_year[after]).tolist():  # (one power per last table year,
+            fall = (1.0 - decline) ** (year - np.int64(last))  # with the table's int64 years)
+            keys = after & (last_year == last)
+            value[keys] = last_value[keys] * fall
     return value.take(inverse)
 
 
