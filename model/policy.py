@@ -148,16 +148,18 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     arrays = (firms.sector, firms.firm_type, firms.emissions, firms.output)
     table = _recall("benchmark rows", arrays, year)  # (the part without the decline)
     if table is None:
-        table = tuple(np.array(v) for v in zip(*(_schedule(firms, k, year) for k in uniq)))
+        value, last_year, last_value = (np.array(v) for v in zip(
+            *(_schedule(firms, k, year) for k in uniq)))
+        after = year >= last_year  # after the table's last year: its last value, falling
+        groups = [(np.int64(y), np.flatnonzero(after & (last_year == y)))
+                  for y in np.unique(last_year[after]).tolist()]
+        table = value, last_value, groups
         _remember("benchmark rows", arrays, year, table)
-    value, last_year, last_value = table
-    after = year >= last_year  # after the table's last year: its last value, falling
-    if after.any():
+    value, last_value, groups = table
+    if groups:
         value = value.copy()
-        for last in np.unique(last_year[after]).tolist():  # (one power per last table year,
-            fall = (1.0 - decline) ** (year - np.int64(last))  # with the table's int64 years)
-            keys = after & (last_year == last)
-            value[keys] = last_value[keys] * fall
+        for last, keys in groups:  # one power per last table year (with its int64 year)
+            value[keys] = last_value[keys] * (1.0 - decline) ** (year - last)
     return value.take(inverse)
 
 
