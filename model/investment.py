@@ -521,12 +521,49 @@ def _sum_in_use(state: InvestmentState, x: np.ndarray, year: int) -> np.ndarray:
                               year)
 
 
-def in_use(state: InvestmentState, options: TechOptions, emissions: np.ndarray, rows: np.ndarray,
-           year: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`locked_abatement` (t) and :func:`capital_cost` (yuan) of the firms ``rows`` in
-    ``year`` in one pass (``emissions``: every firm's unabated emissions this year, t/yr)."""
-    return kernels.rows_in_use(state.slot_from, state.slot_until, options.potential,
-                        np.asarray(emissions, dtype=np.float64), state.slot_cost,
-                        np.asarray(rows, dtype=np.intp), year)
+@dataclass(frozen=True)
+class MarketYear:
+    """The market's firms in one year (:func:`market_year`), arrays over them.
+
+    Attributes:
+        curves: Their step MAC curves of the operational options (costs before this year's
+            adoptions: learning from them shows next year).
+        locked: The abatement locked in by their capital options in use, t.
+        capital_cost: The yearly capital charges of those options, yuan.
+    """
+
+    curves: MACCurves
+    locked: np.ndarray
+    capital_cost: np.ndarray
 
 
+def market_year(options: TechOptions, emissions: np.ndarray, rows: np.ndarray, year: int,
+                state: InvestmentState, expected_prices: np.ndarray, discount_rate: float, *,
+                path: np.ndarray, active_until: np.ndarray | None = None,
+                learning: bool = True) -> MarketYear:
+    """:func:`year_options`, :func:`adopt` and :func:`locked_abatement` / :func:`capital_cost`
+    of the firms ``rows`` in one pass over their slots (the yearly step of the model): the
+    curves, the adoptions (``state`` is updated) and the options in use after them.
+
+    Args:
+        options, emissions, year, learning: As in :func:`year_options`.
+        rows: The firms in the market (indices, increasing): they may invest.
+        state: The investment state, updated in place.
+        expected_prices: The distinct expected price paths ``(n_paths, horizon)``, yuan/t, at
+            least as long as the longest lifetime; ``path``: each firm's row.
+        discount_rate: 1/yr.
+        active_until: Each firm's last year (prices after it count as 0), as in :func:`decide`.
+    """
+    factor = _cost_factor(options, year, state.cumulative, learning)
+    longest = max(1, int(np.max(options.lifetime, initial=1)))
+    running, weight = _discounted_sums(
+        _price_path(np.asarray(expected_prices, dtype=np.float64), None, longest),
+        float(discount_rate), longest)
+    until = np.zeros(0, np.int64) if active_until is None else np.asarray(active_until, np.int64)
+    start, a_pts, c_pts, locked, capex = kernels.market_slots(
+        options.cost, factor, year >= options.first_year, ~options.capital, options.potential,
+        np.asarray(emissions, dtype=np.float64), options.option,
+        np.asarray(options.lifetime, dtype=np.int64), np.asarray(rows, np.intp),
+        state.slot_from, state.slot_until, state.slot_cost, state.cumulative, year, running,
+        np.atleast_2d(weight), np.asarray(path, np.int64), until)
+    return MarketYear(MACCurves(start=start, abatement=a_pts, cost=c_pts), locked, capex)

@@ -78,37 +78,7 @@ def year_slots(base_cost, factor, available, in_curve, potential, emissions, opt
     if not curves:
         return (np.zeros(1, dtype=np.int64), np.zeros(0), np.zeros(0), flat[:m], firm[:m],
                 life[:m], c_cost[:m], c_tonnes[:m])
-    a_pts, c_pts = np.zeros(n * 2 * width), np.zeros(n * 2 * width)
-    for r in range(n):
-        u = cnt[r]
-        if u == 0:
-            continue
-        at = r * 2 * width
-        cheapest = uc[r, 0]
-        q = 0.0
-        place = 0
-        for t in range(u):  # the padding comes after the cheapest options
-            c = uc[r, t]
-            if t > 0 and c > cheapest and place == t:
-                for _ in range(width - u):
-                    a_pts[at + 2 * place] = q
-                    a_pts[at + 2 * place + 1] = q + 0.0
-                    c_pts[at + 2 * place] = cheapest
-                    c_pts[at + 2 * place + 1] = cheapest
-                    place += 1
-            a_pts[at + 2 * place] = q
-            q = q + up[r, t]
-            a_pts[at + 2 * place + 1] = q
-            c_pts[at + 2 * place] = c
-            c_pts[at + 2 * place + 1] = c
-            place += 1
-        while place < width:
-            a_pts[at + 2 * place] = q
-            a_pts[at + 2 * place + 1] = q + 0.0
-            c_pts[at + 2 * place] = c_pts[at + 2 * place - 1]
-            c_pts[at + 2 * place + 1] = c_pts[at + 2 * place - 1]
-            place += 1
-    start = np.arange(0, (n + 1) * 2 * width, 2 * width).astype(np.int64)
+    start, a_pts, c_pts = step_points(uc, up, cnt, width)
     return start, a_pts, c_pts, flat[:m], firm[:m], life[:m], c_cost[:m], c_tonnes[:m]
 
 
@@ -169,22 +139,6 @@ def sum_active(slot_from, slot_until, x, year):  # pragma: no cover (compiled)
 
 
 @numba.njit(cache=True, nogil=True)
-def rows_in_use(slot_from, slot_until, potential, emissions, slot_cost, rows,
-                 year):  # pragma: no cover (compiled)
-    n, k = rows.size, potential.shape[1]
-    locked, capex = np.zeros(n), np.zeros(n)
-    for r in range(n):
-        i = rows[r]
-        a = c = 0.0
-        for j in range(k):
-            if slot_from[i, j] <= year < slot_until[i, j]:
-                a += potential[i, j] * emissions[i]
-                c += slot_cost[i, j]
-        locked[r], capex[r] = a, c
-    return locked, capex
-
-
-@numba.njit(cache=True, nogil=True)
 def candidate_averages(running, weight, per_row, row, firm, life, until,
                        year):  # pragma: no cover (compiled)
     """``running[row, top] / weight[row or 0, life]`` per candidate, ``top`` its lifetime or
@@ -196,3 +150,108 @@ def candidate_averages(running, weight, per_row, row, firm, life, until,
             top = max(min(top, until[firm[c]] - (year - 1)), 0)
         out[c] = running[row[c], top] / weight[row[c] if per_row else 0, life[c]]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def step_points(uc, up, cnt, width):  # pragma: no cover (compiled)
+    """The CSR arrays (start, abatement, cost) of step curves from each firm's ``cnt`` usable
+    options, sorted by cost (``uc``, yuan/t) with their potentials (``up``, t), padded to
+    ``width`` options with zero-width steps after the firm's cheapest options (a firm without
+    options: the zero curve)."""
+    n = cnt.size
+    a_pts, c_pts = np.zeros(n * 2 * width), np.zeros(n * 2 * width)
+    for r in range(n):
+        u = cnt[r]
+        if u == 0:
+            continue
+        at = r * 2 * width
+        cheapest = uc[r, 0]
+        q = 0.0
+        place = 0
+        for t in range(u):  # the padding comes after the cheapest options
+            c = uc[r, t]
+            if t > 0 and c > cheapest and place == t:
+                for _ in range(width - u):
+                    a_pts[at + 2 * place] = q
+                    a_pts[at + 2 * place + 1] = q + 0.0
+                    c_pts[at + 2 * place] = cheapest
+                    c_pts[at + 2 * place + 1] = cheapest
+                    place += 1
+            a_pts[at + 2 * place] = q
+            q = q + up[r, t]
+            a_pts[at + 2 * place + 1] = q
+            c_pts[at + 2 * place] = c
+            c_pts[at + 2 * place + 1] = c
+            place += 1
+        while place < width:
+            a_pts[at + 2 * place] = q
+            a_pts[at + 2 * place + 1] = q + 0.0
+            c_pts[at + 2 * place] = c_pts[at + 2 * place - 1]
+            c_pts[at + 2 * place + 1] = c_pts[at + 2 * place - 1]
+            place += 1
+    start = np.arange(0, (n + 1) * 2 * width, 2 * width).astype(np.int64)
+    return start, a_pts, c_pts
+
+
+@numba.njit(cache=True, nogil=True)
+def market_slots(base_cost, factor, available, in_curve, potential, emissions, option, lifetime,
+                 rows, slot_from, slot_until, slot_cost, cumulative, year, running, weight, path,
+                 until):  # pragma: no cover (compiled)
+    """The kernel of ``investment.market_year``: per firm of ``rows``, its slots' costs and
+    potentials (as ``year_slots``), its curve's usable options, the capital options it adopts
+    (a candidate adopts if its cost is below ``running[path, top] / weight[0, life]``, as
+    ``candidate_averages``; the slot matrices are updated) and then the sums over its options
+    in use (locked abatement, t; capital charges, yuan). The cumulative adoption grows by the
+    potentials adopted, added up first in firm and slot order (as ``adopt_slots``)."""
+    k = option.shape[1]
+    n = rows.size
+    uc = np.empty((n, k))
+    up = np.empty((n, k))
+    cnt = np.zeros(n, dtype=np.int64)
+    locked, capex = np.zeros(n), np.zeros(n)
+    added = np.zeros(cumulative.size)
+    width = 1
+    for r in range(n):
+        i = rows[r]
+        e = emissions[i]
+        u = 0
+        for j in range(k):
+            o = option[i, j]
+            if o < 0 or not available[o]:
+                continue
+            c = base_cost[i, j] * factor[o]
+            p = potential[i, j] * e
+            if not (p > 0 and np.isfinite(c)):
+                continue
+            if in_curve[o]:
+                t = u  # insertion, stable (after equal costs)
+                while t > 0 and uc[r, t - 1] > c:
+                    uc[r, t] = uc[r, t - 1]
+                    up[r, t] = up[r, t - 1]
+                    t -= 1
+                uc[r, t] = c
+                up[r, t] = p
+                u += 1
+            life = lifetime[o]
+            if life > 0 and not (slot_from[i, j] <= year < slot_until[i, j]):
+                top = life
+                if until.size:
+                    top = max(min(top, until[i] - (year - 1)), 0)
+                if c < running[path[i], top] / weight[0, life]:
+                    slot_from[i, j] = year
+                    slot_until[i, j] = year + life
+                    slot_cost[i, j] = c * p
+                    added[o] += p
+        cnt[r] = u
+        if u > width:
+            width = u
+        a = q = 0.0
+        for j in range(k):  # the options in use, adopted now included
+            if slot_from[i, j] <= year < slot_until[i, j]:
+                a += potential[i, j] * e
+                q += slot_cost[i, j]
+        locked[r], capex[r] = a, q
+    for o in range(cumulative.size):
+        cumulative[o] += added[o]
+    start, a_pts, c_pts = step_points(uc, up, cnt, width)
+    return start, a_pts, c_pts, locked, capex

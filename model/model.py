@@ -237,20 +237,18 @@ class CarbonMarket(mesa.Model):
         """Everything about ``year`` that does not depend on the market's history.
 
         With investment, the yearly MAC curves hold the operational options (capital options
-        come in through :meth:`_invest`). The market's rows are taken with ``market_index``
-        (``take`` is much faster than boolean indexing and gives the same values).
+        come in through :meth:`_invest`, which the simulation uses instead: it also adopts). The
+        market's rows are taken with ``market_index`` (``take`` is much faster than boolean
+        indexing and gives the same values).
         """
         sc, f = self.config, self.firms
         x = self._exogenous(year)
         idx = x.market_index
         if not self.dynamic:
             return dataclasses.replace(x, curves=f.mac.select(idx).scaled(x.em_factor.take(idx)))
-        # The market's curves (operational options) and the capital options its firms may adopt
-        # this year, in one pass over their slots.
         opts = investment.year_options(f.options, x.emissions, idx, year,
-                                       self.investment.cumulative, self.investment,
-                                       learning=sc.investment.learning)
-        return dataclasses.replace(x, curves=opts.curves, options=opts)
+                                       self.investment.cumulative, learning=sc.investment.learning)
+        return dataclasses.replace(x, curves=opts.curves)
 
     def _projected_supply(self, x: YearInputs) -> Knots:
         """The market's abatement supply in the perfect-foresight projection: with investment,
@@ -263,16 +261,16 @@ class CarbonMarket(mesa.Model):
                                        f.options.initial_deployment, include_capital=True,
                                        learning=self.config.investment.learning, rows=idx)
 
-    def _invest(self, x: YearInputs) -> tuple[np.ndarray, np.ndarray]:
-        """Firms in the market adopt the capital options that pay at their expected prices.
+    def _invest(self, year: int) -> tuple[YearInputs, np.ndarray, np.ndarray]:
+        """``year``'s market with investment, in one pass over its firms' option slots
+        (:func:`investment.market_year`): the curves of the operational options, the capital
+        options adopted where they pay at the firms' expected prices, and those in use.
 
-        Args:
-            x: The year's inputs (from :meth:`_inputs`: with the candidates).
-
-        Returns the abatement locked in by capital options this year (t) and their yearly capital
-        charges (yuan), per firm of the market.
+        Returns the year's inputs with the curves, the abatement locked in by capital options
+        (t) and their yearly capital charges (yuan), per firm of the market.
         """
-        sc, f, year, ex = self.config, self.firms, x.year, self.expectations
+        sc, f, ex = self.config, self.firms, self.expectations
+        x = self._exogenous(year)
         horizon = max(1, int(f.options.lifetime.max(initial=1)))
         # The distinct expected price paths, one per rule, and each firm's (its rule): flat at
         # the rule's expected price (myopic, adaptive), the perfect-foresight path. Firms that
@@ -282,9 +280,10 @@ class CarbonMarket(mesa.Model):
             future = [ex.path.get(year + k) for k in range(horizon)]
             last = next(p for p in reversed([ex.path.get(year, 0.0), *future]) if p is not None)
             paths[PERFECT] = [last if p is None else p for p in future]
-        investment.adopt(self.investment, x.options, paths, sc.expectations.discount_rate, year,
-                         active_until=f.active_until, path=ex.rule.astype(np.intp))
-        return investment.in_use(self.investment, f.options, x.emissions, x.market_index, year)
+        m = investment.market_year(f.options, x.emissions, x.market_index, year, self.investment,
+                                   paths, sc.expectations.discount_rate, path=ex.rule,
+                                   active_until=f.active_until, learning=sc.investment.learning)
+        return dataclasses.replace(x, curves=m.curves), m.locked, m.capital_cost
 
     def _carry_over_limit(self, net_sales: np.ndarray) -> np.ndarray:
         """:func:`policy.carry_over_limit` of every firm for ``net_sales`` (t; read-only). The
@@ -320,15 +319,15 @@ class CarbonMarket(mesa.Model):
         """Simulate ``year`` (see the module docstring). The market's rows of per-firm arrays
         are taken with ``x.market_index`` (faster than boolean indexing, the same values)."""
         sc, f, ex = self.config, self.firms, self.expectations
-        x = self._inputs(year)
+        # With investment: the capital options in use, abatement locked in (t) and their yearly
+        # capital charges (yuan; the same with or without trading), per firm of the market.
+        x, locked_m, capex_m = self._invest(year) if self.dynamic else (self._inputs(year),
+                                                                         None, None)
         e, cov, grand, free, auctioned = (x.emissions, x.covered, x.grandfathered, x.free,
                                           x.auctioned)
         idx = x.market_index
         holdings, bank_in, deducted = self.ledger.opening(free)
         curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
-        # the capital options in use: abatement locked in (t) and their yearly capital charges
-        # (yuan; the same with or without trading), per firm of the market
-        locked_m, capex_m = self._invest(x) if self.dynamic else (None, None)
         capex_total = float(capex_m.sum()) if self.dynamic else 0.0
         penalty = policy.penalty_level(sc, self.previous_price)
         price_cap = penalty
@@ -496,7 +495,6 @@ class YearInputs:
     auctioned: float
     curves: MACCurves | None  # MAC curves of the market's firms (None: not built yet)
     offsets: Knots
-    options: investment.YearOptions | None = None  # the market's options this year (dynamic)
     em_factor: np.ndarray | None = None  # emissions relative to the base year (growth only)
 
 

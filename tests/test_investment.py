@@ -786,10 +786,10 @@ def test_a_table_without_rates_changes_nothing(pop):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_year_options_and_in_use_are_those_of_the_firms_alone(seed):
-    """The market's pass over its slots (curves, candidates, sums in use) gives what the
-    whole-population functions give for those firms: the same curves as the firms' own options,
-    the same adoptions as decide with them eligible, the same locked abatement and charges."""
+def test_market_year_is_curves_then_decide_then_sums_in_use(seed):
+    """The market's one pass over its slots gives what the separate functions give for those
+    firms: the curves of their own options (before this year's adoptions), the adoptions of
+    decide with them eligible, the locked abatement and charges of the options then in use."""
     rng = np.random.default_rng(seed)
     n, k = 70, 5
     o = _random_options(rng, n, k, frozen=bool(seed % 2))
@@ -797,23 +797,27 @@ def test_year_options_and_in_use_are_those_of_the_firms_alone(seed):
     rows = np.flatnonzero(rng.random(n) < 0.6)
     eligible = np.zeros(n, dtype=bool)
     eligible[rows] = True
+    until = np.where(rng.random(n) < 0.3, rng.integers(2028, 2070, n), dem.NEVER)
+    longest = int(o.lifetime.max())
     fast, slow = inv.InvestmentState.new(o), inv.InvestmentState.new(o)
     for year in (2029, 2030, 2035, 2041, 2060):
-        got = inv.year_options(o, e, rows, year, fast.cumulative, fast)
-        want = inv.operational_curves(o.take(rows), e[rows], year, fast.cumulative)
+        want = inv.operational_curves(o.take(rows), e[rows], year, slow.cumulative)
+        prices = rng.uniform(0, 500, (2, longest))
+        path = rng.integers(0, 2, n).astype(np.int8)
+        got = inv.market_year(o, e, rows, year, fast, prices, 0.05, path=path,
+                              active_until=until)
         for name in ("start", "abatement", "cost"):
             np.testing.assert_array_equal(getattr(got.curves, name), getattr(want, name))
-        prices = rng.uniform(0, 500, (2, 30))
-        path = rng.integers(0, 2, n)
-        inv.adopt(fast, got, prices, 0.05, year, active_until=np.full(n, 2050), path=path)
         inv.decide(slow, inv.option_costs(o, year, slow.cumulative), prices, 0.05, year,
-                   o.lifetime, o.tonnes(e), eligible=eligible, active_until=np.full(n, 2050),
-                   path=path)
+                   o.lifetime, o.tonnes(e), eligible=eligible, active_until=until,
+                   path=path.astype(np.intp))
         for name in ("slot_from", "slot_until", "slot_cost", "cumulative"):
             np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
-        locked, capex = inv.in_use(fast, o, e, rows, year)
-        np.testing.assert_array_equal(locked, inv.locked_abatement(slow, o.tonnes(e), year)[rows])
-        np.testing.assert_array_equal(capex, inv.capital_cost(slow, year)[rows])
+        np.testing.assert_array_equal(got.locked,
+                                      inv.locked_abatement(slow, o.tonnes(e), year)[rows])
+        np.testing.assert_array_equal(got.capital_cost, inv.capital_cost(slow, year)[rows])
     assert fast.slot_from.any()
     no_state = inv.year_options(o, e, rows, 2030, fast.cumulative)  # curves only
     assert no_state.flat.size == 0
+    np.testing.assert_array_equal(no_state.curves.cost, inv.operational_curves(
+        o.take(rows), e[rows], 2030, fast.cumulative).cost)
