@@ -235,10 +235,11 @@ def year_options(options: TechOptions, emissions: np.ndarray, rows: np.ndarray, 
     if state is not None:
         slot_from, slot_until = state.slot_from, state.slot_until
     out = kernels.year_slots(options.cost, factor, year >= options.first_year, in_curve,
-                      options.potential if potential is None else potential,
-                      np.asarray(emissions, dtype=np.float64), options.option,
-                      np.asarray(options.lifetime, dtype=np.int64), np.asarray(rows, np.intp),
-                      slot_from, slot_until, year, True, state is not None)
+                             options.potential if potential is None else potential,
+                             np.asarray(emissions, dtype=np.float64), options.option,
+                             np.asarray(options.lifetime, dtype=np.int64),
+                             np.asarray(rows, np.intp), slot_from, slot_until, year, True,
+                             state is not None)
     start, a_pts, c_pts, flat, firm, life, cost, tonnes = out
     return YearOptions(np.asarray(rows), MACCurves(start=start, abatement=a_pts, cost=c_pts),
                        flat, firm, life, cost, tonnes)

@@ -107,7 +107,7 @@ def option_points(base_cost, factor, usable, potential, emissions, option,
 
 @numba.njit(cache=True, nogil=True)
 def adopt_slots(flat, years, average, cost, tonnes, option, year, new, slot_from, slot_until,
-           slot_cost, cumulative):  # pragma: no cover (compiled)
+                slot_cost, cumulative):  # pragma: no cover (compiled)
     """The candidates whose cost is below their ``average`` expected price adopt: the slot
     matrices, the cumulative adoption and ``new`` (if not empty) are updated in place."""
     k = option.shape[1]
@@ -127,6 +127,7 @@ def adopt_slots(flat, years, average, cost, tonnes, option, year, new, slot_from
 
 @numba.njit(cache=True, nogil=True)
 def sum_active(slot_from, slot_until, x, year):  # pragma: no cover (compiled)
+    """Each firm's sum of ``x`` over its slots in use in ``year``, in slot order."""
     n, k = x.shape
     out = np.zeros(n)
     for i in range(n):
