@@ -59,14 +59,7 @@ def year_slots(base_cost, factor, available, in_curve, potential, emissions, opt
             if not (p > 0 and np.isfinite(c)):
                 continue
             if in_curve[o]:
-                t = u  # insertion, stable (after equal costs)
-                while t > 0 and uc[r, t - 1] > c:
-                    uc[r, t] = uc[r, t - 1]
-                    up[r, t] = up[r, t - 1]
-                    t -= 1
-                uc[r, t] = c
-                up[r, t] = p
-                u += 1
+                u = insert_option(uc, up, r, u, c, p)
             if (candidates and lifetime[o] > 0
                     and not (slot_from[i, j] <= year < slot_until[i, j])):
                 flat[m], firm[m], life[m] = i * k + j, i, lifetime[o]
@@ -225,14 +218,7 @@ def market_slots(base_cost, factor, available, in_curve, potential, emissions, o
             if not (p > 0 and np.isfinite(c)):
                 continue
             if in_curve[o]:
-                t = u  # insertion, stable (after equal costs)
-                while t > 0 and uc[r, t - 1] > c:
-                    uc[r, t] = uc[r, t - 1]
-                    up[r, t] = up[r, t - 1]
-                    t -= 1
-                uc[r, t] = c
-                up[r, t] = p
-                u += 1
+                u = insert_option(uc, up, r, u, c, p)
             life = lifetime[o]
             if life > 0 and not (slot_from[i, j] <= year < slot_until[i, j]):
                 top = life
@@ -256,3 +242,18 @@ def market_slots(base_cost, factor, available, in_curve, potential, emissions, o
         cumulative[o] += added[o]
     start, a_pts, c_pts = step_points(uc, up, cnt, width)
     return start, a_pts, c_pts, locked, capex
+
+
+@numba.njit(cache=True, nogil=True)
+def insert_option(uc, up, r, u, c, p):  # pragma: no cover (compiled)
+    """Insert cost ``c`` and potential ``p`` into row ``r``'s ``u`` options sorted by cost,
+    after those of equal cost (a stable insertion sort); returns the new count."""
+    t = u
+    while t > 0 and uc[r, t - 1] > c:
+        uc[r, t] = uc[r, t - 1]
+        up[r, t] = up[r, t - 1]
+        t -= 1
+    uc[r, t] = c
+    up[r, t] = p
+    return u + 1
+
