@@ -76,9 +76,10 @@ class Ledger:
         Returns:
             ``(holdings, bank_in, deducted)`` per firm, t.
         """
-        deducted = np.minimum(self.owed, free)
-        self.owed = self.owed - deducted
-        return free - deducted + self.bank, self.bank.copy(), deducted
+        # (one compiled pass: deducted = min(owed, free), owed - deducted, free - deducted + bank)
+        holdings, bank_in, deducted, self.owed = _open(np.asarray(free, dtype=np.float64),
+                                                       self.owed, self.bank)
+        return holdings, bank_in, deducted
 
     def record(self, rec: YearRecord, carry_limit: np.ndarray, deduct_shortfall: bool) -> None:
         """Book a year: bank what each firm may carry over, expire the rest, check conservation.
@@ -89,10 +90,11 @@ class Ledger:
             ConservationError: The year's flows do not balance, or a firm's holdings are negative.
         """
         borrowed = rec.borrowed if rec.borrowed is not None else np.zeros(0)
-        rec.banked, rec.expired, worst, inflow, outflow, scale = _close(
+        shortfall = rec.shortfall if deduct_shortfall else np.zeros(0)
+        rec.banked, rec.expired, worst, inflow, outflow, scale, owed = _close(
             rec.free, rec.deducted, rec.bank_in, rec.bought, rec.surrendered, borrowed,
             carry_limit, float(rec.auctioned), float(rec.reserve_sales), float(rec.withheld),
-            float(rec.auction_unsold))
+            float(rec.auction_unsold), self.owed, shortfall)
         tol = self.rtol * max(scale, 1.0)
         if worst[1] < -tol:
             raise ConservationError(
@@ -102,22 +104,37 @@ class Ledger:
                 f"{rec.year}: allowances not conserved: in {inflow:.9g} t, out {outflow:.9g} t"
             )
         self.bank = rec.banked.copy()
-        if deduct_shortfall:
-            self.owed = self.owed + rec.shortfall
-        if rec.borrowed is not None:
-            self.owed = self.owed + rec.borrowed  # repaid from next year's allocation
+        # a shortfall (if deducted) and borrowing are repaid from the next year's allocation
+        self.owed = owed
         self.records.append(rec)
 
 
 @numba.njit(cache=True, nogil=True)
+def _open(free, owed, bank):  # pragma: no cover (compiled)
+    """One pass of :meth:`Ledger.opening` over the firms: ``(holdings, bank_in, deducted,
+    owed)``, t, with ``deducted = min(owed, free)`` and what stays owed after it."""
+    n = free.size
+    holdings, bank_in, deducted, left = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        d = owed[i] if owed[i] < free[i] else free[i]  # (np.minimum's choice on ties)
+        deducted[i] = d
+        left[i] = owed[i] - d
+        holdings[i] = free[i] - d + bank[i]
+        bank_in[i] = bank[i]
+    return holdings, bank_in, deducted, left
+
+
+@numba.njit(cache=True, nogil=True)
 def _close(free, deducted, bank_in, bought, surrendered, borrowed, carry_limit, auctioned,
-           reserve_sales, withheld, auction_unsold):  # pragma: no cover (compiled)
+           reserve_sales, withheld, auction_unsold, owed,
+           shortfall):  # pragma: no cover (compiled)
     """One pass of :meth:`Ledger.record` over the firms: each firm's holdings at the end of the
     year (``free - deducted + bank_in + bought - surrendered + borrowed``), what it banks
     (within ``carry_limit``) and what expires, t; the firm ending lowest ``(index, holdings)``;
-    the year's inflow and outflow of allowances and the scale of the flows (t, for the checks)."""
+    the year's inflow and outflow of allowances and the scale of the flows (t, for the checks);
+    what each firm owes after the year (``owed + shortfall + borrowed``, each if not empty)."""
     n = free.size
-    banked, expired = np.empty(n), np.empty(n)
+    banked, expired, owed_after = np.empty(n), np.empty(n), np.empty(n)
     lowest, low = 0, np.inf
     scale = auctioned + reserve_sales + withheld
     inflow = auctioned + reserve_sales
@@ -139,4 +156,10 @@ def _close(free, deducted, bank_in, bought, surrendered, borrowed, carry_limit, 
                   + abs(deducted[i]))
         inflow += free[i] - deducted[i] + bank_in[i]
         outflow += surrendered[i] + banked[i] + expired[i]
-    return banked, expired, (float(lowest), low), inflow, outflow, scale
+        o = owed[i]
+        if shortfall.size:
+            o = o + shortfall[i]
+        if borrowed.size:
+            o = o + borrowed[i]
+        owed_after[i] = o
+    return banked, expired, (float(lowest), low), inflow, outflow, scale, owed_after

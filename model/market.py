@@ -30,6 +30,7 @@ import numpy as np
 
 # (banking_knots and firm_banking are re-exported: the banking demand is part of the market)
 from model import clearing_kernels as kernels
+from model import year_kernels
 from model.banking import BankingKnots, banking_knots, firm_banking  # noqa: F401
 from model.mac import Knots, MACCurves
 
@@ -387,29 +388,17 @@ def positions(
             (:func:`firm_banking`).
     """
     a = curves.abatement_at(eq.abatement_price, eq.theta_firms)
-    verified = emissions - a
-    tv = verified.sum()
-    o = eq.offsets * verified / tv if tv > 0 else np.zeros_like(verified)
-    need = verified - o
-    net = need - holdings if banked is None else need + banked - holdings
-    short, unsold = np.zeros_like(net), np.zeros_like(net)
-    if eq.shortfall > 0 and (buy := np.maximum(net, 0.0)).sum() > 0:
-        short = eq.shortfall * buy / buy.sum()
-    if eq.surplus > 0 and (sell := np.maximum(-net, 0.0)).sum() > 0:
-        unsold = eq.surplus * sell / sell.sum()
-    bought = net - short + unsold
-    return Positions(
-        abatement=a,
-        offsets=o,
-        surrendered=need - short,
-        cea_bought=bought,
-        shortfall=short,
-        unsold=unsold,
-        abatement_cost=curves.cost_of(a),
-        offset_cost=o * eq.ccer_price,
-        trade_cost=bought * eq.cea_price,
-        penalty_cost=short * (penalty if math.isfinite(penalty) else 0.0),
-    )
+    # (one compiled pass over the firms: offsets in proportion to verified emissions, a
+    # shortfall in proportion to net purchases, unsold allowances to net sales, the costs)
+    o, surrendered, bought, short, unsold, offset_cost, trade_cost, penalty_cost = (
+        year_kernels.positions(
+            a, np.asarray(emissions, dtype=np.float64), np.asarray(holdings, dtype=np.float64),
+            np.zeros(0) if banked is None else np.asarray(banked, dtype=np.float64),
+            float(eq.offsets), float(eq.shortfall), float(eq.surplus), float(eq.ccer_price),
+            float(eq.cea_price), float(penalty) if math.isfinite(penalty) else 0.0))
+    return Positions(abatement=a, offsets=o, surrendered=surrendered, cea_bought=bought,
+                     shortfall=short, unsold=unsold, abatement_cost=curves.cost_of(a),
+                     offset_cost=offset_cost, trade_cost=trade_cost, penalty_cost=penalty_cost)
 
 
 def autarky(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import mesa
 import numpy as np
 
-from model import demography, investment, policy
+from model import demography, investment, policy, year_kernels
 from model.agents import Firm
 from model.banking import demand as banking_demand
 from model.expectations import PERFECT, Expectations
@@ -399,14 +399,11 @@ class CarbonMarket(mesa.Model):
         if self.dynamic:  # operational + locked-in capital options, and their capital charges
             abatement_m = abatement_m + locked_m
             abatement_cost_m = abatement_cost_m + capex_m
-        borrowed_m = np.maximum(-banked_m, 0.0)
-        book = np.zeros((5, n))
-        for row, v in zip(book, (pos.offsets, pos.surrendered, pos.cea_bought, pos.shortfall,
-                                 borrowed_m)):
-            row[idx] = v  # (one row at a time: faster than book[:, idx])
-        offsets, surrendered, bought, shortfall, borrowed = book
-        if grand.any():
-            surrendered[grand] = e[grand]
+        # (one compiled pass: the market's arrays spread over every firm of the registry)
+        offsets, surrendered, bought, shortfall, borrowed, net_sales, borrowed_total = (
+            year_kernels.book(
+                n, idx, pos.offsets, pos.surrendered, pos.cea_bought, pos.shortfall, banked_m,
+                grand, e))
         rec = YearRecord(
             year=year, free=free, bank_in=bank_in, deducted=deducted, bought=bought,
             surrendered=surrendered, ccer=offsets, shortfall=shortfall,
@@ -414,10 +411,10 @@ class CarbonMarket(mesa.Model):
             auction_unsold=auction_unsold, reserve_sales=reserve, withheld=withheld,
             borrowed=borrowed,
         )
-        net_sales = -bought
-        carry_limit = self._carry_over_limit(net_sales).copy()  # (next year reuses it)
-        # what a firm in the market may hold: its limit, or more if it banks (or borrows) more
-        carry_limit[idx] = np.maximum(carry_limit.take(idx), np.maximum(capacity, banked_m))
+        # What a firm may hold into the next year: its carry-over limit (next year reuses it),
+        # or for a firm in the market more if it banks (or borrows) more.
+        carry_limit = year_kernels.market_carry_limit(self._carry_over_limit(net_sales), idx,
+                                                      capacity, banked_m)
         self.ledger.record(rec, carry_limit, sc.compliance.deduct_shortfall)
         self.last_net_sales = net_sales
         cost_m = abatement_cost_m + pos.offset_cost + pos.trade_cost + pos.penalty_cost
@@ -454,7 +451,7 @@ class CarbonMarket(mesa.Model):
             "covered_emissions": covered_emissions, "free_allocation": float(free.sum()),
             "auctioned": auctioned, "withheld": withheld,
             "expired": float(rec.expired.sum() + auction_unsold + withheld),
-            "bank_in": float(bank_in.sum()), "borrowed": float(borrowed_m.sum()),
+            "bank_in": float(bank_in.sum()), "borrowed": float(borrowed_total),
             "trade_volume": float(np.maximum(pos.cea_bought, 0.0).sum()),
             "penalty": penalty if math.isfinite(penalty) else 0.0,
             "penalty_cost": float(pos.penalty_cost.sum()),

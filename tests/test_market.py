@@ -386,3 +386,50 @@ def test_banking_demand_is_the_array_rule(seed):
         for a, b in zip(got[:4], want):
             assert np.array_equal(a.view(np.int64), b.view(np.int64))  # (signs of zero too)
         assert got[4] == bool(foresight.any())
+
+
+def _positions_reference(curves, emissions, holdings, eq, penalty, banked=None):
+    """:func:`positions` as numpy code (as the model had it before its compiled pass)."""
+    a = curves.abatement_at(eq.abatement_price, eq.theta_firms)
+    verified = emissions - a
+    tv = verified.sum()
+    o = eq.offsets * verified / tv if tv > 0 else np.zeros_like(verified)
+    need = verified - o
+    net = need - holdings if banked is None else need + banked - holdings
+    short, unsold = np.zeros_like(net), np.zeros_like(net)
+    if eq.shortfall > 0 and (buy := np.maximum(net, 0.0)).sum() > 0:
+        short = eq.shortfall * buy / buy.sum()
+    if eq.surplus > 0 and (sell := np.maximum(-net, 0.0)).sum() > 0:
+        unsold = eq.surplus * sell / sell.sum()
+    bought = net - short + unsold
+    return (a, o, need - short, bought, short, unsold, curves.cost_of(a), o * eq.ccer_price,
+            bought * eq.cea_price, short * (penalty if math.isfinite(penalty) else 0.0))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_positions_are_the_array_rule(seed):
+    """positions (one compiled pass) equals the numpy rule bit for bit, signs of zero included:
+    with and without banking, a shortfall, a surplus, no verified emissions, zero net trades."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1, 7, 300, 2500]))
+    curves, _ = random_knots(rng, n)
+    e = rng.uniform(0, 400, n) * (rng.random(n) < 0.9)
+    holdings = rng.uniform(0, 300, n)
+    price = float(rng.choice([-50.0, 40.0, 150.0, 1e4]))
+    cases = [(dict(), None), (dict(shortfall=2e3), None), (dict(surplus=3e3), None),
+             (dict(shortfall=1e3, surplus=1e3), rng.uniform(-20, 20, n))]
+    for kw, banked in cases:
+        offsets = 0.0 if seed % 2 else float(rng.uniform(0, 500))
+        eq = Equilibrium(price, 0.8 * price, price, 0.4, 1.0, 0.0, offsets, limit_binds=False,
+                         **kw)
+        h = holdings.copy()
+        if seed % 2:  # net trades of exactly zero (signed zeros in the shares)
+            h = e - curves.abatement_at(price, 0.4) + (0.0 if banked is None else banked)
+        for penalty in (math.inf, 300.0):
+            got = positions(curves, e, h, eq, penalty, banked=banked)
+            want = _positions_reference(curves, e, h, eq, penalty, banked)
+            names = ("abatement", "offsets", "surrendered", "cea_bought", "shortfall", "unsold",
+                     "abatement_cost", "offset_cost", "trade_cost", "penalty_cost")
+            for name, w in zip(names, want):
+                g = getattr(got, name)
+                assert np.array_equal(g.view(np.int64), w.view(np.int64)), name
