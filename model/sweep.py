@@ -59,6 +59,18 @@ Outcome = tuple[str, int, Any]
 
 
 # ------------------------------------------------------------------------------ one run
+def _release(model: object) -> None:
+    """Free a finished run's arrays now (the model is dropped after its rows are read).
+
+    Mesa's event machinery holds reference cycles through a model (bound methods of it in its
+    event list), which only the cyclic garbage collector frees, after dozens of runs. Until
+    then each run's arrays (~30 MB for a national 2021-2060 run) stay allocated, and every run
+    takes fresh memory from the system: ~3,000 page faults per run, about a tenth of its time.
+    Dropping the model's attributes frees them at once, for the next run to reuse.
+    """
+    vars(model).clear()
+
+
 def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool) -> Outcome:
     """Run one model run (in any process); a run that raises returns its error message.
 
@@ -74,6 +86,7 @@ def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool) -> Outcome
                              counterfactual=counterfactual)
         model.run()
         rows = model.history  # one dict per year (the same keys every year)
+        _release(model)
         frame = {"run": np.full(len(rows), run.run, dtype=np.int64),
                  "year": np.array([r["year"] for r in rows], dtype=np.int64)}
         for c in outputs:
