@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemError as err:  # Ctrl-C inside a compiled (numba) kernel surfaces as this
+        if not isinstance(err.__cause__, KeyboardInterrupt):
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -72,7 +72,9 @@ def _release(model: object) -> None:
 
 
 def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool) -> Outcome:
-    """Run one model run (in any process); a run that raises returns its error message.
+    """Run one model run (in any process); a run that raises returns its error message
+    (Ctrl-C interrupts it: a KeyboardInterrupt raised within a compiled kernel reaches Python
+    as a SystemError caused by it, and is raised again as such).
 
     Returns:
         ``("ok", run.run, frame)`` with one row per year (``run``, ``year`` and the outputs; an
@@ -95,6 +97,8 @@ def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool) -> Outcome
                         else pd.Series(np.nan, index=range(len(rows))).to_numpy(dtype=dtype))
         return "ok", run.run, pd.DataFrame(frame)
     except Exception as e:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
+        if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C inside a compiled kernel
+            raise e.__cause__ from None
         return "error", run.run, f"{type(e).__name__}: {e}"
 
 

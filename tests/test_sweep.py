@@ -84,6 +84,29 @@ def test_a_finished_run_frees_its_arrays_at_once(tiny: Path, monkeypatch):
         gc.enable()
 
 
+def test_ctrl_c_inside_a_kernel_interrupts_the_sweep(tiny: Path, monkeypatch):
+    """Ctrl-C while a compiled kernel runs reaches Python as a SystemError caused by the
+    KeyboardInterrupt: it interrupts the sweep instead of being recorded as a failed run."""
+    import model.model as model_module
+
+    def interrupted(self):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise SystemError("CPUDispatcher(f) returned a result with an exception set") from e
+
+    run = load_experiment(tiny).runs()[0]
+    monkeypatch.setattr(model_module.CarbonMarket, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        execute(run, ("cea_price",), False)
+
+    def broken(self):
+        raise SystemError("a real bug")
+
+    monkeypatch.setattr(model_module.CarbonMarket, "run", broken)
+    assert execute(run, ("cea_price",), False) == ("error", run.run, "SystemError: a real bug")
+
+
 def test_runs_and_columns(tiny: Path):
     exp = load_experiment(tiny)
     runs = exp.runs()
@@ -197,7 +220,7 @@ def test_resume_after_ctrl_c_and_kill_9(tmp_path: Path):
     _wait_for_parts(out, 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "--resume" in err
+    assert proc.returncode == 130 and "--resume" in err, err
     first = len(list((out / "parts").glob("r*.parquet")))
     assert 1 <= first < 8
     assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
