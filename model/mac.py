@@ -395,7 +395,9 @@ class MACCurves:
         """The aggregate supply of abatement as a function of price (sum over all firms)."""
         _, _, da, c0, dc = self._widths
         if self._steps:  # one jump per segment
-            return Knots(x=c0.copy(), jump=da.copy(), slope=np.zeros(da.size))
+            knots = Knots(x=c0.copy(), jump=da.copy(), slope=np.zeros(da.size))
+            knots.__dict__["sloped"] = False  # (known: no need to read the zero slopes)
+            return knots
         flat = dc == 0
         sloped = dc > 0
         rate = da[sloped] / dc[sloped]

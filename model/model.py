@@ -353,10 +353,11 @@ class CarbonMarket(mesa.Model):
         frictions = sc.market.trading and self.participation is not None
         if not frictions:  # the frictionless market (also the benchmark of a no-trading run)
             knots, to_sell = curves.knots(), float(h_m.sum() + auctioned - planned.sum())
-            eq = clear(knots, float(e_m.sum()), to_sell, ccer, limit, bounds, banking=banking)
+            unabated = float(e_m.sum())
+            eq = clear(knots, unabated, to_sell, ccer, limit, bounds, banking=banking)
             if any_foresight and year in ex.path:  # the path's price, if it clears
-                at_path = clear_at_price(knots, float(e_m.sum()), to_sell, ccer, limit,
-                                         ex.path[year], banking, bounds)
+                at_path = clear_at_price(knots, unabated, to_sell, ccer, limit, ex.path[year],
+                                         banking, bounds)
                 if at_path is not None:
                     eq = at_path
             auction_unsold = min(eq.surplus, auctioned)
@@ -407,7 +408,7 @@ class CarbonMarket(mesa.Model):
         rec = YearRecord(
             year=year, free=free, bank_in=bank_in, deducted=deducted, bought=bought,
             surrendered=surrendered, ccer=offsets, shortfall=shortfall,
-            banked=np.zeros(n), expired=np.zeros(n), auctioned=auctioned,
+            banked=_FILLED, expired=_FILLED, auctioned=auctioned,  # (by the registry)
             auction_unsold=auction_unsold, reserve_sales=reserve, withheld=withheld,
             borrowed=borrowed,
         )
@@ -475,6 +476,9 @@ class CarbonMarket(mesa.Model):
         if self.record_firms:
             self.firm_rows.append({k: self.state[k][cov] for k in self.state} | {
                 "index": np.nonzero(cov)[0]})
+
+
+_FILLED = np.zeros(0)  # (a YearRecord's banked and expired, before Ledger.record fills them)
 
 
 @dataclass(frozen=True)
