@@ -149,10 +149,12 @@ class TechOptions:
         """Number of options (rows of the technology table)."""
         return int(self.name.size)
 
-    @property
+    @functools.cached_property
     def capital(self) -> np.ndarray:
-        """Boolean mask of the capital options, shape ``(n_options,)``."""
-        return self.kind == "capital"
+        """Boolean mask of the capital options, shape ``(n_options,)`` (read-only, kept)."""
+        mask = self.kind == "capital"
+        mask.flags.writeable = False
+        return mask
 
     def per_slot(self, values: np.ndarray, fill=0) -> np.ndarray:
         """Per-option ``values`` (shape ``(n_options,)``) at each slot, ``fill`` in padding."""
