@@ -153,12 +153,14 @@ def step_points(uc, up, cnt, width):  # pragma: no cover (compiled)
     ``width`` options with zero-width steps after the firm's cheapest options (a firm without
     options: the zero curve)."""
     n = cnt.size
-    a_pts, c_pts = np.zeros(n * 2 * width), np.zeros(n * 2 * width)
+    a_pts, c_pts = np.empty(n * 2 * width), np.empty(n * 2 * width)  # (every point is set)
     for r in range(n):
         u = cnt[r]
-        if u == 0:
-            continue
         at = r * 2 * width
+        if u == 0:
+            for j in range(2 * width):
+                a_pts[at + j] = c_pts[at + j] = 0.0
+            continue
         cheapest = uc[r, 0]
         q = 0.0
         place = 0
