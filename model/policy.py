@@ -61,13 +61,25 @@ NEW_SECTOR_BASE_EXEMPT = ("power",)  # sectors that use the 10,000 t carry-over 
 
 def _type_mask(firms: Firms, types: tuple[str, ...]) -> np.ndarray:
     """Firms whose type is one of ``types`` (read-only; kept per population)."""
-    _, _, keys, t_inv = sector_groups(firms)
     arrays = (firms.sector, firms.firm_type)
     mask = _recall("type_mask", arrays, types)
     if mask is None:
-        mask = np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)[t_inv]
+        mask = key_type_mask(firms, types)[sector_groups(firms)[3]]
         mask.flags.writeable = False
         _remember("type_mask", arrays, types, mask)
+    return mask
+
+
+def key_type_mask(firms: Firms, types: tuple[str, ...]) -> np.ndarray:
+    """The (sector, firm type) keys of :func:`sector_groups` whose type is one of ``types``
+    (read-only; kept per population)."""
+    arrays = (firms.sector, firms.firm_type)
+    mask = _recall("key type mask", arrays, types)
+    if mask is None:
+        keys = sector_groups(firms)[2]
+        mask = np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)
+        mask.flags.writeable = False
+        _remember("key type mask", arrays, types, mask)
     return mask
 
 
@@ -103,13 +115,33 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
     Returns:
         ``(output_factor, emissions_factor)``, arrays over firms.
     """
+    _, inverse, _, _ = sector_groups(firms)
+    out, intensity = sector_growth(firms, scenario, year)
+    out = out.take(inverse)
+    return out, out * intensity.take(inverse)
+
+
+def sector_growth(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarray, np.ndarray]:
+    """Output and emission-intensity factors of each sector of the population (in the order of
+    :func:`sector_groups`) in ``year`` relative to the base year."""
+    return growth_powers(sector_rates(firms, scenario), year - firms.base_year)
+
+
+def sector_rates(firms: Firms, scenario: Scenario) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Yearly output growth and intensity change of each sector of :func:`sector_groups`."""
     g, ic = _rates(tuple(sorted(scenario.growth.output.items())),
                    tuple(sorted(scenario.growth.intensity.items())))
-    dt = year - firms.base_year
-    sectors, inverse, _, _ = sector_groups(firms)
-    out = np.array([(1.0 + g[s]) ** dt for s in sectors]).take(inverse)
-    intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors]).take(inverse)
-    return out, out * intensity
+    sectors = sector_groups(firms)[0]
+    return tuple(g[s] for s in sectors), tuple(ic[s] for s in sectors)
+
+
+def growth_powers(rates: tuple[tuple[float, ...], tuple[float, ...]],
+                  dt: int) -> tuple[np.ndarray, np.ndarray]:
+    """The output and intensity factors ``(1 + rate) ** dt`` of :func:`sector_rates` after
+    ``dt`` years (one scalar power per sector: numpy's vectorised power may differ in the last
+    bit)."""
+    return (np.array([(1.0 + g) ** dt for g in rates[0]]),
+            np.array([(1.0 + c) ** dt for c in rates[1]]))
 
 
 @functools.lru_cache(maxsize=64)
@@ -122,19 +154,30 @@ def _rates(output: tuple, intensity: tuple) -> tuple[dict[str, float], dict[str,
 
 def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
     """Firms covered in ``year``: their sector has entered and they emit at least the threshold."""
-    entry = scenario.coverage.sectors
-    sectors, inverse, _, _ = sector_groups(firms)
-    entered = np.array([s in entry and entry[s] <= year for s in sectors]).take(inverse)
+    entered = sectors_entered(firms, scenario, year).take(sector_groups(firms)[1])
     return entered & (emissions >= scenario.coverage.threshold)
+
+
+def sectors_entered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
+    """Whether each sector of :func:`sector_groups` has entered the market by ``year``."""
+    entry = scenario.coverage.sectors
+    return np.array([s in entry and entry[s] <= year for s in sector_groups(firms)[0]],
+                    dtype=bool)
 
 
 def grandfathered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
     """Firms whose allocation equals their verified emissions this year (and that do not trade)."""
-    until = scenario.allocation.grandfather_until
     if firms.allocation is not None:
         return np.zeros(firms.n, dtype=bool)
-    sectors, inverse, _, _ = sector_groups(firms)
-    return np.array([s in until and year <= until[s] for s in sectors]).take(inverse)
+    return sectors_grandfathered(firms, scenario, year).take(sector_groups(firms)[1])
+
+
+def sectors_grandfathered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
+    """Whether each sector of :func:`sector_groups` is allocated its verified emissions in
+    ``year`` (whatever a user-given allocation says)."""
+    until = scenario.allocation.grandfather_until
+    return np.array([s in until and year <= until[s] for s in sector_groups(firms)[0]],
+                    dtype=bool)
 
 
 def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
@@ -144,7 +187,13 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     year; before its first year, the first value. A firm type without a row uses its sector's
     rows (their mean), and a sector without rows its firms' mean intensity in the base year.
     """
-    _, _, uniq, inverse = sector_groups(firms)
+    return key_benchmarks(firms, year, decline).take(sector_groups(firms)[3])
+
+
+def key_benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
+    """The intensity benchmark of each (sector, firm type) key of :func:`sector_groups` in
+    ``year``, t CO2 per unit of output (see :func:`benchmarks`)."""
+    uniq = sector_groups(firms)[2]
     arrays = (firms.sector, firms.firm_type, firms.emissions, firms.output)
     table = _recall("benchmark rows", arrays, year)  # (the part without the decline)
     if table is None:
@@ -153,6 +202,7 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
         after = year >= last_year  # after the table's last year: its last value, falling
         groups = [(np.int64(y), np.flatnonzero(after & (last_year == y)))
                   for y in np.unique(last_year[after]).tolist()]
+        value.flags.writeable = False  # kept: the years after the table copy it
         table = value, last_value, groups
         _remember("benchmark rows", arrays, year, table)
     value, last_value, groups = table
@@ -160,7 +210,7 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
         value = value.copy()
         for last, keys in groups:  # one power per last table year (with its int64 year)
             value[keys] = last_value[keys] * (1.0 - decline) ** (year - last)
-    return value.take(inverse)
+    return value
 
 
 def _schedule(firms: Firms, key: str, year: int) -> tuple[float, float, float]:
@@ -246,19 +296,7 @@ def allocate(
         benchmarks(firms, year, cfg.benchmark_decline), np.asarray(output, dtype=np.float64),
         np.asarray(in_market, dtype=bool), s_inv, sectors.size)
     present = count > 0
-    factor, is_capped = np.ones(sectors.size), np.zeros(sectors.size, dtype=bool)
-    for code in np.flatnonzero(present):
-        sector = str(sectors[code])
-        start = cap_start(scenario, sector)
-        if start is None or year < start:
-            continue
-        is_capped[code] = True
-        if sector not in cap_state.first:
-            cap_state.first[sector] = float(totals[code])
-        cap = cap_state.first[sector] * max(
-            0.0, 1.0 - cfg.linear_reduction_factor * (year - start))
-        if totals[code] > 0:
-            factor[code] = cap / totals[code]
+    factor, is_capped = cap_factors(scenario, sectors, year, totals, present, cap_state)
     if is_capped.any():
         alloc *= factor.take(s_inv)
     # Exemptions of the intensity-based system; a sector under an absolute cap has none (none
@@ -273,9 +311,44 @@ def allocate(
     if exempt and cfg.coal_shortfall_cap is not None:
         coal = uncapped & _type_mask(firms, COAL_TYPES)
         np.maximum(alloc, emissions / (1.0 + cfg.coal_shortfall_cap), out=alloc, where=coal)
-    share = min(1.0, max(0.0, cfg.auction_share + cfg.auction_share_growth
-                         * (year - scenario.start_year)))
+    share = auction_share(scenario, year)
     return alloc * (1.0 - share), float(alloc.sum() * share)
+
+
+def cap_factors(scenario: Scenario, sectors: np.ndarray, year: int, totals: np.ndarray,
+                present: np.ndarray, cap_state: CapState) -> tuple[np.ndarray, np.ndarray]:
+    """The factor on each sector's benchmark allocation that brings it to its absolute cap, and
+    whether the sector is capped this year.
+
+    Args:
+        scenario: The scenario.
+        sectors: The sector names (of :func:`sector_groups`).
+        year: The vintage.
+        totals: Each sector's benchmark allocation in the market, t.
+        present: Whether the sector has firms in the market (only those are capped).
+        cap_state: Absolute caps fixed so far (a cap's first year fixes it at ``totals``).
+    """
+    lrf = scenario.allocation.linear_reduction_factor
+    factor, is_capped = np.ones(sectors.size), np.zeros(sectors.size, dtype=bool)
+    for code in np.flatnonzero(present):
+        sector = str(sectors[code])
+        start = cap_start(scenario, sector)
+        if start is None or year < start:
+            continue
+        is_capped[code] = True
+        if sector not in cap_state.first:
+            cap_state.first[sector] = float(totals[code])
+        cap = cap_state.first[sector] * max(0.0, 1.0 - lrf * (year - start))
+        if totals[code] > 0:
+            factor[code] = cap / totals[code]
+    return factor, is_capped
+
+
+def auction_share(scenario: Scenario, year: int) -> float:
+    """The share of ``year``'s allocation sold by auction (between 0 and 1)."""
+    cfg = scenario.allocation
+    return min(1.0, max(0.0, cfg.auction_share + cfg.auction_share_growth
+                        * (year - scenario.start_year)))
 
 
 def offset_supply(scenario: Scenario, year: int) -> Knots:
