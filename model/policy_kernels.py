@@ -1,0 +1,288 @@
+"""One year's exogenous inputs of the market in one compiled pass over the firms.
+
+:func:`year_rules` gives what :func:`model.policy.growth_factor`,
+:func:`model.demography.demography`, :func:`model.policy.covered`,
+:func:`model.policy.grandfathered` and :func:`model.policy.allocate` give together (the yearly
+rules of :meth:`model.model.CarbonMarket._exogenous`), with the same numbers to the last bit: the
+same operands in the same order, the scalar powers taken per sector or (sector, firm type) key in
+Python as the plain rules take them, sector totals added in firm order, and the auctioned total
+in numpy's pairwise order (:func:`model.clearing_kernels.add_reduce`). The plain rules stay the
+reference (the tests compare the two); this pass saves their ~25 whole-array numpy calls and
+~40 small Python steps a year, and what does not change with the year is kept per scenario
+(:func:`run_rules`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from model import policy
+from model.clearing_kernels import add_reduce
+from model.demography import Demography, demography
+from model.population import Firms
+from model.scenario import Scenario
+
+NEVER = np.iinfo(np.int64).max
+"""A year that never comes (no entry, no cap)."""
+BEFORE_ANY = np.iinfo(np.int64).min
+"""A year before any (no grandfathering)."""
+
+
+class YearRules(NamedTuple):
+    """One year's inputs of the firms (arrays over firms; see :func:`year_rules`)."""
+
+    output: np.ndarray  # output in the sector's unit
+    emissions: np.ndarray  # unabated emissions, t
+    emissions_factor: np.ndarray  # unabated emissions relative to the base year (growth only)
+    covered: np.ndarray
+    grandfathered: np.ndarray
+    market: np.ndarray  # covered and not grandfathered: the firms that trade
+    market_index: np.ndarray  # their indices
+    free: np.ndarray  # free allocation (grandfathered firms: their emissions), t
+    auctioned: float  # allowances sold by auction, t
+
+
+@dataclass(frozen=True)
+class RunRules:
+    """A scenario's rules for each sector and (sector, firm type) key of a population (the
+    order of :func:`model.policy.sector_groups`): what does not change with the year.
+
+    Attributes:
+        sectors: The sector names.
+        rates: Yearly output growth and intensity change per sector (:func:`policy.sector_rates`).
+        entry: First year of each sector in the market (``NEVER``: not covered).
+        grandfather_until: Last year a sector is allocated its emissions (``BEFORE_ANY``: none).
+        cap_start: First year of a sector's absolute cap (``NEVER``: no cap).
+        gas: Keys of gas units (never short).
+        coal: Keys of coal units (shortfall cap).
+        runs: Runs of consecutive firms with one key: ``runs[j]`` is the first firm of run ``j``
+            and ``runs[-1]`` the number of firms.
+        run_sector: The sector of each run.
+        run_key: The key of each run.
+    """
+
+    sectors: tuple[str, ...]
+    rates: tuple[tuple[float, ...], tuple[float, ...]]
+    entry: np.ndarray
+    grandfather_until: np.ndarray
+    cap_start: np.ndarray
+    gas: np.ndarray
+    coal: np.ndarray
+    runs: np.ndarray
+    run_sector: np.ndarray
+    run_key: np.ndarray
+
+
+_RULES: dict[tuple[int, int, int], tuple] = {}
+_RULES_LOCK = threading.Lock()  # the browser page builds models in several threads
+
+
+def run_rules(firms: Firms, scenario: Scenario) -> RunRules:
+    """:class:`RunRules` of ``scenario`` for the population of ``firms``, kept per scenario
+    object (a scenario is immutable: a changed scenario is a new object) and population."""
+    key = (id(scenario), id(firms.sector), id(firms.firm_type))
+    hit = _RULES.get(key)
+    if (hit is not None and hit[0] is scenario and hit[1] is firms.sector
+            and hit[2] is firms.firm_type):
+        return hit[3]
+    sectors, s_inv, _, t_inv = policy.sector_groups(firms)
+    names = tuple(str(s) for s in sectors)
+    entry, until = scenario.coverage.sectors, scenario.allocation.grandfather_until
+    starts = [policy.cap_start(scenario, s) for s in names]
+    runs = np.concatenate(([0], np.flatnonzero(np.diff(t_inv)) + 1, [t_inv.size])) if (
+        t_inv.size) else np.zeros(1, dtype=np.int64)
+    rules = RunRules(
+        sectors=names, rates=policy.sector_rates(firms, scenario),
+        entry=np.array([entry.get(s, NEVER) for s in names], dtype=np.int64),
+        grandfather_until=np.array([until.get(s, BEFORE_ANY) for s in names], dtype=np.int64),
+        cap_start=np.array([NEVER if y is None else y for y in starts], dtype=np.int64),
+        gas=policy.key_type_mask(firms, ("gas",)),
+        coal=policy.key_type_mask(firms, policy.COAL_TYPES),
+        runs=runs.astype(np.int64), run_sector=s_inv[runs[:-1]].astype(np.int64),
+        run_key=t_inv[runs[:-1]].astype(np.int64))
+    with _RULES_LOCK:
+        if len(_RULES) > 64:
+            _RULES.clear()
+        _RULES[key] = (scenario, firms.sector, firms.firm_type, rules)
+    return rules
+
+
+_NONE, _NO_FIRMS = np.zeros(0), np.zeros(0, dtype=bool)  # arguments the pass does not read
+_NONE.flags.writeable = _NO_FIRMS.flags.writeable = False
+
+
+def year_rules(firms: Firms, scenario: Scenario, year: int, plan: Demography | None,
+               cap_state: policy.CapState) -> YearRules:
+    """Output, unabated emissions, coverage and allocation of every firm in ``year``.
+
+    Args:
+        firms: The population.
+        scenario: The scenario.
+        year: The vintage.
+        plan: The population's planned demography (None: every firm active, on its sector path).
+        cap_state: Absolute caps fixed so far (updated in place in a cap's first year).
+
+    Returns:
+        The year's :class:`YearRules`; its arrays are new (not read-only).
+    """
+    r = run_rules(firms, scenario)
+    cfg = scenario.allocation
+    out_factor, intensity_factor = policy.growth_powers(r.rates, year - firms.base_year)
+    multiplier, active = (_NONE, _NO_FIRMS) if plan is None else demography(plan, year)
+    user = firms.allocation is not None
+    first = cap_state.first
+    fixed = np.array([s in first for s in r.sectors], dtype=bool)
+    (output, emissions, em_factor, cov, grand, mkt, index, free, auctioned, cap,
+     now_fixed) = exogenous_year(
+        firms.output, firms.emissions, r.runs, r.run_sector, r.run_key, out_factor,
+        intensity_factor, plan is not None, multiplier, active, year, r.entry,
+        float(scenario.coverage.threshold), r.grandfather_until, user,
+        np.asarray(firms.allocation, dtype=np.float64) if user else _NONE,
+        _NONE if user else policy.key_benchmarks(firms, year, cfg.benchmark_decline),
+        r.cap_start, fixed, np.array([first.get(s, 0.0) for s in r.sectors], dtype=np.float64),
+        float(cfg.linear_reduction_factor), cfg.gas_never_short, r.gas,
+        cfg.coal_shortfall_cap is not None, r.coal, 1.0 + (cfg.coal_shortfall_cap or 0.0),
+        0.0 if user else float(policy.auction_share(scenario, year)))
+    for code in np.flatnonzero(now_fixed > fixed).tolist():  # caps fixed this year
+        first[r.sectors[code]] = float(cap[code])
+    return YearRules(output, emissions, em_factor, cov, grand, mkt, index, free, auctioned)
+
+
+@numba.njit(cache=True, nogil=True)
+def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_factor,
+                   intensity_factor, with_demography, multiplier, active, year, entry,
+                   threshold, grandfather_until, user, allocation, benchmark, cap_start,
+                   cap_fixed, cap_first, reduction, gas_never_short, gas, coal_capped, coal,
+                   coal_divisor, share):  # pragma: no cover (compiled)
+    """One year's output, emissions, coverage and allocation of every firm (see
+    :func:`year_rules`), as the plain rules compute them.
+
+    Per firm of sector ``s`` and key ``k``: ``emissions_factor = out_factor[s] x
+    intensity_factor[s]``; ``output = base_output x out_factor[s] (x multiplier)``,
+    ``emissions = base_emissions x emissions_factor (x multiplier)`` (t); covered if its sector
+    has entered (``entry``), it emits at least ``threshold`` (t) and, with demography, is active;
+    grandfathered if covered and its sector is (``grandfather_until``); in the market if covered
+    and not grandfathered, with the user-given ``allocation`` or ``benchmark[k] x output`` (t).
+    Then (benchmark allocation only) each sector's absolute cap from ``cap_start`` (fixed at
+    its first year's total, falling by ``reduction`` of it a year; ``cap_fixed``/``cap_first``:
+    caps fixed before) scales its allocation; gas units (keys ``gas``) are never short and coal
+    units (keys ``coal``) short of at most ``emissions / coal_divisor`` in uncapped sectors;
+    ``share`` of the total is auctioned; grandfathered firms get their emissions.
+
+    Returns:
+        ``(output, emissions, emissions_factor, covered, grandfathered, market, market_index,
+        free, auctioned, cap_first, cap_fixed)``: arrays over firms, the auctioned volume (t),
+        and each sector's first cap (t) and whether it is fixed after this year.
+    """
+    n, n_sectors = base_output.size, out_factor.size
+    output, emissions, em_factor, alloc = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    covered = np.empty(n, dtype=np.bool_)
+    grand = np.empty(n, dtype=np.bool_)
+    market = np.empty(n, dtype=np.bool_)
+    totals = np.zeros(n_sectors)  # each sector's allocation in the market, added in firm order
+    count = np.zeros(n_sectors, dtype=np.int64)
+    any_grand = False
+    # Loops over slices from 0 (not over lo..hi) so that they compile to vector instructions.
+    for j in range(run_sector.size):  # runs of firms of one key: the factors are scalars
+        lo, hi, s = runs[j], runs[j + 1], run_sector[j]
+        m = hi - lo
+        f_out = out_factor[s]
+        f_em = f_out * intensity_factor[s]
+        q, e, cov = output[lo:hi], emissions[lo:hi], covered[lo:hi]
+        q0, e0 = base_output[lo:hi], base_emissions[lo:hi]
+        em_factor[lo:hi] = f_em
+        if with_demography:
+            mult, act = multiplier[lo:hi], active[lo:hi]
+            for i in range(m):
+                q[i] = q0[i] * f_out * mult[i]
+                e[i] = e0[i] * f_em * mult[i]
+            for i in range(m):
+                cov[i] = (e[i] >= threshold) & act[i]
+        else:
+            for i in range(m):
+                q[i] = q0[i] * f_out
+                e[i] = e0[i] * f_em
+            for i in range(m):
+                cov[i] = e[i] >= threshold
+        a = alloc[lo:hi]
+        if entry[s] > year:  # the sector has not entered
+            cov[:] = False
+        if entry[s] > year or (not user and year <= grandfather_until[s]):
+            grand[lo:hi] = cov
+            market[lo:hi] = False
+            a[:] = 0.0
+            any_grand = any_grand or cov.any()
+            continue
+        grand[lo:hi] = False
+        market[lo:hi] = cov
+        if user:
+            b = allocation[lo:hi]
+            for i in range(m):
+                a[i] = b[i] if cov[i] else 0.0
+        else:
+            bench = benchmark[run_key[j]]
+            for i in range(m):
+                a[i] = bench * q[i] if cov[i] else 0.0
+        total = totals[s]
+        for i in range(m):  # in firm order (one chain: not vectorised)
+            total += a[i]
+        totals[s] = total
+        c = 0
+        for i in range(m):
+            c += cov[i]
+        count[s] += c
+    index = np.flatnonzero(market)
+    first, fixed = cap_first.copy(), cap_fixed.copy()
+    if user:  # a user-given allocation is used as is (nobody grandfathered, no auction)
+        return (output, emissions, em_factor, covered, grand, market, index, alloc, 0.0, first,
+                fixed)
+    factor, capped = np.ones(n_sectors), np.zeros(n_sectors, dtype=np.bool_)
+    exempt = False  # a sector in the market without a cap: its exemptions apply
+    for s in range(n_sectors):
+        if count[s] == 0:
+            continue
+        if year < cap_start[s]:
+            exempt = True
+            continue
+        capped[s] = True
+        if not fixed[s]:
+            first[s], fixed[s] = totals[s], True
+        left = 1.0 - reduction * (year - cap_start[s])
+        cap = first[s] * (left if left > 0.0 else 0.0)  # Python's max(0.0, left)
+        if totals[s] > 0:
+            factor[s] = cap / totals[s]
+    for j in range(run_sector.size):
+        lo, hi, s, k = runs[j], runs[j + 1], run_sector[j], run_key[j]
+        m = hi - lo
+        a, e, mk = alloc[lo:hi], emissions[lo:hi], market[lo:hi]
+        f = factor[s]
+        if f != 1.0:  # (x 1.0 changes nothing)
+            for i in range(m):
+                a[i] = a[i] * f
+        if exempt and not capped[s] and gas_never_short and gas[k]:
+            for i in range(m):
+                a[i] = _maximum(a[i], e[i]) if mk[i] else a[i]
+        if exempt and not capped[s] and coal_capped and coal[k]:
+            for i in range(m):
+                a[i] = _maximum(a[i], e[i] / coal_divisor) if mk[i] else a[i]
+    auctioned = add_reduce(alloc, n) * share
+    free_share = 1.0 - share
+    free = np.empty(n)
+    for i in range(n):
+        free[i] = alloc[i] * free_share
+    if any_grand:
+        for i in range(n):
+            free[i] = free[i] + (emissions[i] if grand[i] else 0.0)
+    return (output, emissions, em_factor, covered, grand, market, index, free, auctioned, first,
+            fixed)
+
+
+@numba.njit(cache=True, nogil=True)
+def _maximum(a, b):  # pragma: no cover (compiled)
+    """``np.maximum(a, b)`` of two floats: NaN if either is, ``b`` of two equal values."""
+    return a if (a > b or np.isnan(a)) else b
