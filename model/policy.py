@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -193,24 +194,50 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
 def key_benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     """The intensity benchmark of each (sector, firm type) key of :func:`sector_groups` in
     ``year``, t CO2 per unit of output (see :func:`benchmarks`)."""
-    uniq = sector_groups(firms)[2]
+    schedule = benchmark_schedule(firms, year)
+    value = schedule.value
+    if schedule.groups:
+        value = value.copy()
+        for (_, keys), power in zip(schedule.groups, decline_powers(schedule, year, decline)):
+            value[keys] = schedule.last_value[keys] * power
+    return value
+
+
+class BenchmarkSchedule(NamedTuple):
+    """The benchmarks of a population's keys in one year, before the decline (see
+    :func:`benchmarks`; arrays over the keys of :func:`sector_groups`, read-only)."""
+
+    value: np.ndarray  # the table's value for the year (keys within the table's years)
+    last_value: np.ndarray  # the table's last value
+    groups: list[tuple[np.int64, np.ndarray]]  # keys past the table, by its last year
+    key_group: np.ndarray  # each key's index into ``groups`` (-1: within the table's years)
+
+
+def benchmark_schedule(firms: Firms, year: int) -> BenchmarkSchedule:
+    """:class:`BenchmarkSchedule` of the population in ``year`` (kept per population)."""
     arrays = (firms.sector, firms.firm_type, firms.emissions, firms.output)
-    table = _recall("benchmark rows", arrays, year)  # (the part without the decline)
-    if table is None:
+    schedule = _recall("benchmark rows", arrays, year)  # (the part without the decline)
+    if schedule is None:
         value, last_year, last_value = (np.array(v) for v in zip(
-            *(_schedule(firms, k, year) for k in uniq)))
+            *(_schedule(firms, k, year) for k in sector_groups(firms)[2])))
         after = year >= last_year  # after the table's last year: its last value, falling
         groups = [(np.int64(y), np.flatnonzero(after & (last_year == y)))
                   for y in np.unique(last_year[after]).tolist()]
-        value.flags.writeable = False  # kept: the years after the table copy it
-        table = value, last_value, groups
-        _remember("benchmark rows", arrays, year, table)
-    value, last_value, groups = table
-    if groups:
-        value = value.copy()
-        for last, keys in groups:  # one power per last table year (with its int64 year)
-            value[keys] = last_value[keys] * (1.0 - decline) ** (year - last)
-    return value
+        key_group = np.full(value.size, -1, dtype=np.int64)
+        for g, (_, keys) in enumerate(groups):
+            key_group[keys] = g
+        for a in (value, last_value, key_group):  # kept: the years after the table copy them
+            a.flags.writeable = False
+        schedule = BenchmarkSchedule(value, last_value, groups, key_group)
+        _remember("benchmark rows", arrays, year, schedule)
+    return schedule
+
+
+def decline_powers(schedule: BenchmarkSchedule, year: int, decline: float) -> list[np.float64]:
+    """The factor ``(1 - decline) ** (year - last table year)`` of each group of
+    :class:`BenchmarkSchedule` (one numpy scalar power per group, with its int64 year: numpy's
+    vectorised power may differ in the last bit)."""
+    return [(1.0 - decline) ** (year - last) for last, _ in schedule.groups]
 
 
 def _schedule(firms: Firms, key: str, year: int) -> tuple[float, float, float]:

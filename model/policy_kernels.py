@@ -64,6 +64,7 @@ class RunRules:
             and ``runs[-1]`` the number of firms.
         run_sector: The sector of each run.
         run_key: The key of each run.
+        no_cap: No sector's cap fixed yet (read-only, as ``no_cap_fixed``).
     """
 
     sectors: tuple[str, ...]
@@ -76,6 +77,8 @@ class RunRules:
     runs: np.ndarray
     run_sector: np.ndarray
     run_key: np.ndarray
+    no_cap: np.ndarray
+    no_cap_fixed: np.ndarray
 
 
 _RULES: dict[tuple[int, int, int], tuple] = {}
@@ -104,7 +107,11 @@ def run_rules(firms: Firms, scenario: Scenario) -> RunRules:
         gas=policy.key_type_mask(firms, ("gas",)),
         coal=policy.key_type_mask(firms, policy.COAL_TYPES),
         runs=runs.astype(np.int64), run_sector=s_inv[runs[:-1]].astype(np.int64),
-        run_key=t_inv[runs[:-1]].astype(np.int64))
+        run_key=t_inv[runs[:-1]].astype(np.int64), no_cap=np.zeros(len(names)),
+        no_cap_fixed=np.zeros(len(names), dtype=bool))
+    for a in (rules.entry, rules.grandfather_until, rules.cap_start, rules.runs,
+              rules.run_sector, rules.run_key, rules.no_cap, rules.no_cap_fixed):
+        a.flags.writeable = False
     with _RULES_LOCK:
         if len(_RULES) > 64:
             _RULES.clear()
@@ -113,7 +120,8 @@ def run_rules(firms: Firms, scenario: Scenario) -> RunRules:
 
 
 _NONE, _NO_FIRMS = np.zeros(0), np.zeros(0, dtype=bool)  # arguments the pass does not read
-_NONE.flags.writeable = _NO_FIRMS.flags.writeable = False
+_NO_KEYS = np.zeros(0, dtype=np.int64)
+_NONE.flags.writeable = _NO_FIRMS.flags.writeable = _NO_KEYS.flags.writeable = False
 
 
 def year_rules(firms: Firms, scenario: Scenario, year: int, plan: Demography | None,
@@ -135,30 +143,41 @@ def year_rules(firms: Firms, scenario: Scenario, year: int, plan: Demography | N
     out_factor, intensity_factor = policy.growth_powers(r.rates, year - firms.base_year)
     multiplier, active = (_NONE, _NO_FIRMS) if plan is None else demography(plan, year)
     user = firms.allocation is not None
+    if user:  # (no benchmarks)
+        bench, powers = policy.BenchmarkSchedule(_NONE, _NONE, [], _NO_KEYS), _NONE
+    else:
+        bench = policy.benchmark_schedule(firms, year)
+        powers = np.array(policy.decline_powers(bench, year, cfg.benchmark_decline),
+                          dtype=np.float64)
     first = cap_state.first
-    fixed = np.array([s in first for s in r.sectors], dtype=bool)
+    if first:
+        fixed = np.array([s in first for s in r.sectors], dtype=bool)
+        cap = np.array([first.get(s, 0.0) for s in r.sectors], dtype=np.float64)
+    else:
+        fixed, cap = r.no_cap_fixed, r.no_cap
     (output, emissions, em_factor, cov, grand, mkt, index, free, auctioned, cap,
      now_fixed) = exogenous_year(
         firms.output, firms.emissions, r.runs, r.run_sector, r.run_key, out_factor,
         intensity_factor, plan is not None, multiplier, active, year, r.entry,
         float(scenario.coverage.threshold), r.grandfather_until, user,
-        np.asarray(firms.allocation, dtype=np.float64) if user else _NONE,
-        _NONE if user else policy.key_benchmarks(firms, year, cfg.benchmark_decline),
-        r.cap_start, fixed, np.array([first.get(s, 0.0) for s in r.sectors], dtype=np.float64),
+        np.asarray(firms.allocation, dtype=np.float64) if user else _NONE, bench.value,
+        bench.last_value, bench.key_group, powers, r.cap_start, fixed, cap,
         float(cfg.linear_reduction_factor), cfg.gas_never_short, r.gas,
         cfg.coal_shortfall_cap is not None, r.coal, 1.0 + (cfg.coal_shortfall_cap or 0.0),
         0.0 if user else float(policy.auction_share(scenario, year)))
-    for code in np.flatnonzero(now_fixed > fixed).tolist():  # caps fixed this year
-        first[r.sectors[code]] = float(cap[code])
+    if now_fixed.any():
+        for code in np.flatnonzero(now_fixed).tolist():  # caps fixed this year, in sector order
+            first[r.sectors[code]] = float(cap[code])
     return YearRules(output, emissions, em_factor, cov, grand, mkt, index, free, auctioned)
 
 
 @numba.njit(cache=True, nogil=True)
 def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_factor,
                    intensity_factor, with_demography, multiplier, active, year, entry,
-                   threshold, grandfather_until, user, allocation, benchmark, cap_start,
-                   cap_fixed, cap_first, reduction, gas_never_short, gas, coal_capped, coal,
-                   coal_divisor, share):  # pragma: no cover (compiled)
+                   threshold, grandfather_until, user, allocation, benchmark, last_benchmark,
+                   benchmark_group, decline, cap_start, cap_fixed, cap_first, reduction,
+                   gas_never_short, gas, coal_capped, coal, coal_divisor,
+                   share):  # pragma: no cover (compiled)
     """One year's output, emissions, coverage and allocation of every firm (see
     :func:`year_rules`), as the plain rules compute them.
 
@@ -167,7 +186,9 @@ def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_f
     ``emissions = base_emissions x emissions_factor (x multiplier)`` (t); covered if its sector
     has entered (``entry``), it emits at least ``threshold`` (t) and, with demography, is active;
     grandfathered if covered and its sector is (``grandfather_until``); in the market if covered
-    and not grandfathered, with the user-given ``allocation`` or ``benchmark[k] x output`` (t).
+    and not grandfathered, with the user-given ``allocation`` or the key's benchmark x output
+    (t): ``benchmark[k]``, or past the benchmark table ``last_benchmark[k] x decline[g]`` (``g =
+    benchmark_group[k] >= 0``: the factor of its group, :func:`policy.decline_powers`).
     Then (benchmark allocation only) each sector's absolute cap from ``cap_start`` (fixed at
     its first year's total, falling by ``reduction`` of it a year; ``cap_fixed``/``cap_first``:
     caps fixed before) scales its allocation; gas units (keys ``gas``) are never short and coal
@@ -176,8 +197,8 @@ def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_f
 
     Returns:
         ``(output, emissions, emissions_factor, covered, grandfathered, market, market_index,
-        free, auctioned, cap_first, cap_fixed)``: arrays over firms, the auctioned volume (t),
-        and each sector's first cap (t) and whether it is fixed after this year.
+        free, auctioned, cap_first, newly_fixed)``: arrays over firms, the auctioned volume
+        (t), each sector's first cap (t) and whether it was fixed this year.
     """
     n, n_sectors = base_output.size, out_factor.size
     output, emissions, em_factor, alloc = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
@@ -225,7 +246,9 @@ def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_f
             for i in range(m):
                 a[i] = b[i] if cov[i] else 0.0
         else:
-            bench = benchmark[run_key[j]]
+            k, bench = run_key[j], benchmark[run_key[j]]
+            if benchmark_group[k] >= 0:  # past the table: its last value, falling
+                bench = last_benchmark[k] * decline[benchmark_group[k]]
             for i in range(m):
                 a[i] = bench * q[i] if cov[i] else 0.0
         total = totals[s]
@@ -237,10 +260,10 @@ def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_f
             c += cov[i]
         count[s] += c
     index = np.flatnonzero(market)
-    first, fixed = cap_first.copy(), cap_fixed.copy()
+    first, newly = cap_first.copy(), np.zeros(n_sectors, dtype=np.bool_)
     if user:  # a user-given allocation is used as is (nobody grandfathered, no auction)
         return (output, emissions, em_factor, covered, grand, market, index, alloc, 0.0, first,
-                fixed)
+                newly)
     factor, capped = np.ones(n_sectors), np.zeros(n_sectors, dtype=np.bool_)
     exempt = False  # a sector in the market without a cap: its exemptions apply
     for s in range(n_sectors):
@@ -250,8 +273,8 @@ def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_f
             exempt = True
             continue
         capped[s] = True
-        if not fixed[s]:
-            first[s], fixed[s] = totals[s], True
+        if not cap_fixed[s]:
+            first[s], newly[s] = totals[s], True
         left = 1.0 - reduction * (year - cap_start[s])
         cap = first[s] * (left if left > 0.0 else 0.0)  # Python's max(0.0, left)
         if totals[s] > 0:
@@ -272,14 +295,14 @@ def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_f
                 a[i] = _maximum(a[i], e[i] / coal_divisor) if mk[i] else a[i]
     auctioned = add_reduce(alloc, n) * share
     free_share = 1.0 - share
-    free = np.empty(n)
+    free = alloc  # (in place)
     for i in range(n):
         free[i] = alloc[i] * free_share
     if any_grand:
         for i in range(n):
             free[i] = free[i] + (emissions[i] if grand[i] else 0.0)
     return (output, emissions, em_factor, covered, grand, market, index, free, auctioned, first,
-            fixed)
+            newly)
 
 
 @numba.njit(cache=True, nogil=True)
