@@ -214,7 +214,7 @@ class CarbonMarket(mesa.Model):
             # the rules of policy and demography in two compiled passes (policy_kernels)
             r = year_rules(f, sc, y, self.demography, self.cap_state)
             for a in (r.output, r.emissions, r.covered, r.grandfathered, r.market, r.free):
-                a.flags.writeable = False  # shared by the projection and the run
+                a.setflags(write=False)  # shared by the projection and the run
             self._caps[y] = dict(self.cap_state.first)
             self._exo[y] = YearInputs(y, r.output, r.emissions, r.covered, r.grandfathered,
                                       r.market, r.market_index, r.free, r.auctioned, None,

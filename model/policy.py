@@ -381,14 +381,33 @@ def auction_share(scenario: Scenario, year: int) -> float:
 def offset_supply(scenario: Scenario, year: int) -> Knots:
     """The CCER supply curve usable for vintage ``year`` as knots (cost yuan/t, quantity t).
 
-    The unscaled curve of a (table, year) is read once and kept (a sweep reads it in every run);
-    ``supply_scale`` multiplies its quantities. A user table is read again when it changes.
+    The curve of a (table, year, scale) is read once and kept (a sweep reads it in every run,
+    and the runs of a Sobol design share their scales); ``supply_scale`` multiplies its
+    quantities. A user table is read again when it changes. The knots are read-only.
     """
     o = scenario.offsets
     stamp = None if o.supply is None else Path(o.supply).stat().st_mtime_ns
-    k = _offset_knots(o.supply, stamp, year, o.old_ccer_until)
     scale = float(o.supply_scale)
-    return k if scale == 1.0 else Knots(k.x, k.jump * scale, k.slope * scale)
+    if scale == 1.0:
+        return _offset_knots(o.supply, stamp, year, o.old_ccer_until)
+    if scale == 0.0:  # (-0.0 == 0.0 as a key, but not in the quantities)
+        return _scale_knots(_offset_knots(o.supply, stamp, year, o.old_ccer_until), scale)
+    return _scaled_offset_knots(o.supply, stamp, year, o.old_ccer_until, scale)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scaled_offset_knots(path: Path | None, stamp: int | None, year: int, old_until: int,
+                         scale: float) -> Knots:
+    """:func:`_offset_knots` with quantities x ``scale`` (kept: shared by every caller)."""
+    return _scale_knots(_offset_knots(path, stamp, year, old_until), scale)
+
+
+def _scale_knots(k: Knots, scale: float) -> Knots:
+    """Knots with quantities (jumps and slopes) x ``scale`` (read-only)."""
+    scaled = Knots(k.x, k.jump * scale, k.slope * scale)
+    for a in (scaled.jump, scaled.slope):
+        a.flags.writeable = False
+    return scaled
 
 
 @functools.lru_cache(maxsize=512)

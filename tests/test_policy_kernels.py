@@ -1,4 +1,5 @@
-"""The compiled yearly rules against the plain rules of policy and demography, bit for bit."""
+"""The compiled yearly rules against the plain rules of policy and demography, bit for bit
+(and the CCER supply kept per scale)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ import pytest
 
 from model import policy_kernels
 from model.demography import Demography, demography
+from model.mac import Knots
 from model.model import CarbonMarket
-from model.policy import CapState, allocate, covered, grandfathered, growth_factor
+from model.policy import (
+    CapState,
+    _offset_knots,
+    allocate,
+    covered,
+    grandfathered,
+    growth_factor,
+    offset_supply,
+)
 from model.policy_kernels import RunRules, run_rules, year_rules
 from model.population import Firms
 from model.scenario import Scenario, load_scenario
@@ -149,3 +159,17 @@ def test_rules_are_kept_per_scenario_object() -> None:
     assert run_rules(firms, changed).entry.tolist() == [2025, policy_kernels.NEVER]
     other = make_firms([("steel", "bf_bof", 1e6, 6e5)])  # another population: its own rules
     assert run_rules(other, sc).sectors == ("steel",)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25, 3.7, 0.0, -0.0])
+def test_scaled_offset_supply_is_kept_and_exact(scale: float) -> None:
+    base = scenario(2021, 2030)
+    sc = dataclasses.replace(base, offsets=dataclasses.replace(base.offsets, supply_scale=scale))
+    for year in (2021, 2024, 2030):
+        k = offset_supply(sc, year)
+        plain = _offset_knots(None, None, year, sc.offsets.old_ccer_until)
+        want = Knots(plain.x, plain.jump * scale, plain.slope * scale) if scale != 1.0 else plain
+        for a, b in ((k.x, want.x), (k.jump, want.jump), (k.slope, want.slope)):
+            assert a.tobytes() == b.tobytes() and not a.flags.writeable
+        if scale != 0.0:  # a (year, scale) is read once
+            assert offset_supply(sc, year) is k
