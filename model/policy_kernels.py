@@ -1,4 +1,4 @@
-"""One year's exogenous inputs of the market in one compiled pass over the firms.
+"""One year's exogenous inputs of the market in two compiled passes over the firms.
 
 :func:`year_rules` gives what :func:`model.policy.growth_factor`,
 :func:`model.demography.demography`, :func:`model.policy.covered`,
@@ -7,14 +7,18 @@ rules of :meth:`model.model.CarbonMarket._exogenous`), with the same numbers to 
 same operands in the same order, the scalar powers taken per sector or (sector, firm type) key in
 Python as the plain rules take them, sector totals added in firm order, and the auctioned total
 in numpy's pairwise order (:func:`model.clearing_kernels.add_reduce`). The plain rules stay the
-reference (the tests compare the two); this pass saves their ~25 whole-array numpy calls and
-~40 small Python steps a year, and what does not change with the year is kept per scenario
-(:func:`run_rules`).
+reference (the tests compare the two); the passes save their ~25 whole-array numpy calls and
+~40 small Python steps a year. What does not change with the year is kept per scenario
+(:func:`run_rules`), and the firm pass (output, emissions, coverage: :func:`firm_year`) per
+population and growth, coverage and grandfathering rules, which the runs of a sweep share
+(a Sobol design changes them in few of its runs).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -65,6 +69,9 @@ class RunRules:
         run_sector: The sector of each run.
         run_key: The key of each run.
         no_cap: No sector's cap fixed yet (read-only, as ``no_cap_fixed``).
+        firm_rules: What the firm pass depends on besides the population and the year (growth
+            rates with their types, entry years, threshold, grandfathering).
+        firm_rules_id: A number for ``firm_rules`` (the same for equal rules): a cheap key.
     """
 
     sectors: tuple[str, ...]
@@ -79,10 +86,14 @@ class RunRules:
     run_key: np.ndarray
     no_cap: np.ndarray
     no_cap_fixed: np.ndarray
+    firm_rules: tuple
+    firm_rules_id: int
 
 
 _RULES: dict[tuple[int, int, int], tuple] = {}
 _RULES_LOCK = threading.Lock()  # the browser page builds models in several threads
+_FIRM_RULES_IDS: dict[tuple, int] = {}
+_NUMBERS = itertools.count()  # (never reused: a number names one set of rules)
 
 
 def run_rules(firms: Firms, scenario: Scenario) -> RunRules:
@@ -99,8 +110,16 @@ def run_rules(firms: Firms, scenario: Scenario) -> RunRules:
     starts = [policy.cap_start(scenario, s) for s in names]
     runs = np.concatenate(([0], np.flatnonzero(np.diff(t_inv)) + 1, [t_inv.size])) if (
         t_inv.size) else np.zeros(1, dtype=np.int64)
+    rates = policy.sector_rates(firms, scenario)
+    firm_rules = (tuple((type(g), g) for g in rates[0] + rates[1]),
+                  tuple(entry.get(s, NEVER) for s in names), float(scenario.coverage.threshold),
+                  tuple(until.get(s, BEFORE_ANY) for s in names))
+    with _RULES_LOCK:
+        if len(_FIRM_RULES_IDS) > 4096:
+            _FIRM_RULES_IDS.clear()
+        firm_rules_id = _FIRM_RULES_IDS.setdefault(firm_rules, next(_NUMBERS))
     rules = RunRules(
-        sectors=names, rates=policy.sector_rates(firms, scenario),
+        sectors=names, rates=rates,
         entry=np.array([entry.get(s, NEVER) for s in names], dtype=np.int64),
         grandfather_until=np.array([until.get(s, BEFORE_ANY) for s in names], dtype=np.int64),
         cap_start=np.array([NEVER if y is None else y for y in starts], dtype=np.int64),
@@ -108,7 +127,8 @@ def run_rules(firms: Firms, scenario: Scenario) -> RunRules:
         coal=policy.key_type_mask(firms, policy.COAL_TYPES),
         runs=runs.astype(np.int64), run_sector=s_inv[runs[:-1]].astype(np.int64),
         run_key=t_inv[runs[:-1]].astype(np.int64), no_cap=np.zeros(len(names)),
-        no_cap_fixed=np.zeros(len(names), dtype=bool))
+        no_cap_fixed=np.zeros(len(names), dtype=bool), firm_rules=firm_rules,
+        firm_rules_id=firm_rules_id)
     for a in (rules.entry, rules.grandfather_until, rules.cap_start, rules.runs,
               rules.run_sector, rules.run_key, rules.no_cap, rules.no_cap_fixed):
         a.flags.writeable = False
@@ -124,6 +144,68 @@ _NO_KEYS = np.zeros(0, dtype=np.int64)
 _NONE.flags.writeable = _NO_FIRMS.flags.writeable = _NO_KEYS.flags.writeable = False
 
 
+class FirmYear(NamedTuple):
+    """What the firm pass gives for a year (arrays over firms, read-only; see :func:`firm_year`)."""
+
+    output: np.ndarray  # output in the sector's unit
+    emissions: np.ndarray  # unabated emissions, t
+    emissions_factor: np.ndarray  # unabated emissions relative to the base year (growth only)
+    covered: np.ndarray
+    grandfathered: np.ndarray
+    market: np.ndarray  # covered and not grandfathered: the firms that trade
+    market_index: np.ndarray  # their indices
+    open_run: np.ndarray  # whether each run of firms (RunRules.runs) is in the market
+    any_grandfathered: bool
+
+
+_FIRM_YEARS: OrderedDict[tuple, tuple] = OrderedDict()  # newest last
+_FIRM_YEARS_KEPT = 3  # rule sets kept (each up to ~9 MB for 40 years of the national population)
+
+
+def firm_year(firms: Firms, scenario: Scenario, year: int, plan: Demography | None) -> FirmYear:
+    """Each firm's output, unabated emissions (t) and coverage in ``year`` (:func:`firm_pass`).
+
+    Kept per population (read-only arrays), demography plan, :attr:`RunRules.firm_rules` and
+    year for the last few rule sets: the runs of a sweep that change only other rules share them.
+    """
+    return _firm_year(run_rules(firms, scenario), firms, year, plan)
+
+
+def _firm_year(r: RunRules, firms: Firms, year: int, plan: Demography | None) -> FirmYear:
+    """:func:`firm_year` with the scenario's :class:`RunRules`."""
+    user = firms.allocation is not None
+    population = (firms.output, firms.emissions, firms.sector, firms.firm_type, plan)
+    key = (id(firms.output), id(firms.emissions), id(firms.sector), id(firms.firm_type),
+           id(plan), firms.base_year, user, r.firm_rules_id)
+    with _RULES_LOCK:
+        hit = _FIRM_YEARS.get(key)
+        years = None
+        if hit is not None and hit[0][0] is firms.output and hit[0][1] is firms.emissions and (
+                hit[0][2] is firms.sector and hit[0][3] is firms.firm_type and hit[0][4] is plan):
+            _FIRM_YEARS.move_to_end(key)
+            years = hit[1]
+    if years is not None and year in years:
+        return years[year]
+    out_factor, intensity_factor = policy.growth_powers(r.rates, year - firms.base_year)
+    multiplier, active = (_NONE, _NO_FIRMS) if plan is None else demography(plan, year)
+    result = FirmYear(*firm_pass(
+        firms.output, firms.emissions, r.runs, r.run_sector, out_factor, intensity_factor,
+        plan is not None, multiplier, active, year, r.entry, r.firm_rules[2],
+        r.grandfather_until, user))
+    for a in result[:-1]:
+        a.setflags(write=False)
+    if any(a.flags.writeable for a in population[:4]):
+        return result  # (a population that may change is not kept)
+    with _RULES_LOCK:
+        if years is None:
+            years = {}
+            _FIRM_YEARS[key] = (population, years)
+            while len(_FIRM_YEARS) > _FIRM_YEARS_KEPT:
+                _FIRM_YEARS.popitem(last=False)
+        years[year] = result
+    return result
+
+
 def year_rules(firms: Firms, scenario: Scenario, year: int, plan: Demography | None,
                cap_state: policy.CapState) -> YearRules:
     """Output, unabated emissions, coverage and allocation of every firm in ``year``.
@@ -136,12 +218,12 @@ def year_rules(firms: Firms, scenario: Scenario, year: int, plan: Demography | N
         cap_state: Absolute caps fixed so far (updated in place in a cap's first year).
 
     Returns:
-        The year's :class:`YearRules`; its arrays are new (not read-only).
+        The year's :class:`YearRules`: the arrays of :func:`firm_year` (read-only, possibly
+        shared with other runs) and a new ``free``.
     """
     r = run_rules(firms, scenario)
     cfg = scenario.allocation
-    out_factor, intensity_factor = policy.growth_powers(r.rates, year - firms.base_year)
-    multiplier, active = (_NONE, _NO_FIRMS) if plan is None else demography(plan, year)
+    fy = _firm_year(r, firms, year, plan)
     user = firms.allocation is not None
     if user:  # (no benchmarks)
         bench, powers = policy.BenchmarkSchedule(_NONE, _NONE, [], _NO_KEYS), _NONE
@@ -155,11 +237,9 @@ def year_rules(firms: Firms, scenario: Scenario, year: int, plan: Demography | N
         cap = np.array([first.get(s, 0.0) for s in r.sectors], dtype=np.float64)
     else:
         fixed, cap = r.no_cap_fixed, r.no_cap
-    (output, emissions, em_factor, cov, grand, mkt, index, free, auctioned, cap,
-     now_fixed) = exogenous_year(
-        firms.output, firms.emissions, r.runs, r.run_sector, r.run_key, out_factor,
-        intensity_factor, plan is not None, multiplier, active, year, r.entry,
-        float(scenario.coverage.threshold), r.grandfather_until, user,
+    free, auctioned, cap, now_fixed = allocation_pass(
+        fy.output, fy.emissions, fy.grandfathered, fy.market, fy.open_run,
+        fy.any_grandfathered, r.runs, r.run_sector, r.run_key, year, user,
         np.asarray(firms.allocation, dtype=np.float64) if user else _NONE, bench.value,
         bench.last_value, bench.key_group, powers, r.cap_start, fixed, cap,
         float(cfg.linear_reduction_factor), cfg.gas_never_short, r.gas,
@@ -168,45 +248,33 @@ def year_rules(firms: Firms, scenario: Scenario, year: int, plan: Demography | N
     if now_fixed.any():
         for code in np.flatnonzero(now_fixed).tolist():  # caps fixed this year, in sector order
             first[r.sectors[code]] = float(cap[code])
-    return YearRules(output, emissions, em_factor, cov, grand, mkt, index, free, auctioned)
+    return YearRules(fy.output, fy.emissions, fy.emissions_factor, fy.covered, fy.grandfathered,
+                     fy.market, fy.market_index, free, auctioned)
 
 
 @numba.njit(cache=True, nogil=True)
-def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_factor,
-                   intensity_factor, with_demography, multiplier, active, year, entry,
-                   threshold, grandfather_until, user, allocation, benchmark, last_benchmark,
-                   benchmark_group, decline, cap_start, cap_fixed, cap_first, reduction,
-                   gas_never_short, gas, coal_capped, coal, coal_divisor,
-                   share):  # pragma: no cover (compiled)
-    """One year's output, emissions, coverage and allocation of every firm (see
-    :func:`year_rules`), as the plain rules compute them.
+def firm_pass(base_output, base_emissions, runs, run_sector, out_factor, intensity_factor,
+              with_demography, multiplier, active, year, entry, threshold, grandfather_until,
+              user):  # pragma: no cover (compiled)
+    """Each firm's output, unabated emissions (t) and coverage in ``year``, as the plain rules
+    compute them.
 
-    Per firm of sector ``s`` and key ``k``: ``emissions_factor = out_factor[s] x
-    intensity_factor[s]``; ``output = base_output x out_factor[s] (x multiplier)``,
-    ``emissions = base_emissions x emissions_factor (x multiplier)`` (t); covered if its sector
-    has entered (``entry``), it emits at least ``threshold`` (t) and, with demography, is active;
-    grandfathered if covered and its sector is (``grandfather_until``); in the market if covered
-    and not grandfathered, with the user-given ``allocation`` or the key's benchmark x output
-    (t): ``benchmark[k]``, or past the benchmark table ``last_benchmark[k] x decline[g]`` (``g =
-    benchmark_group[k] >= 0``: the factor of its group, :func:`policy.decline_powers`).
-    Then (benchmark allocation only) each sector's absolute cap from ``cap_start`` (fixed at
-    its first year's total, falling by ``reduction`` of it a year; ``cap_fixed``/``cap_first``:
-    caps fixed before) scales its allocation; gas units (keys ``gas``) are never short and coal
-    units (keys ``coal``) short of at most ``emissions / coal_divisor`` in uncapped sectors;
-    ``share`` of the total is auctioned; grandfathered firms get their emissions.
+    Per firm of sector ``s``: ``emissions_factor = out_factor[s] x intensity_factor[s]``;
+    ``output = base_output x out_factor[s] (x multiplier)``, ``emissions = base_emissions x
+    emissions_factor (x multiplier)`` (t); covered if its sector has entered (``entry``), it
+    emits at least ``threshold`` (t) and, with demography, is active; grandfathered if covered
+    and its sector is (``grandfather_until``; never with a ``user``-given allocation); in the
+    market if covered and not grandfathered.
 
     Returns:
-        ``(output, emissions, emissions_factor, covered, grandfathered, market, market_index,
-        free, auctioned, cap_first, newly_fixed)``: arrays over firms, the auctioned volume
-        (t), each sector's first cap (t) and whether it was fixed this year.
+        The fields of :class:`FirmYear`.
     """
-    n, n_sectors = base_output.size, out_factor.size
-    output, emissions, em_factor, alloc = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    n = base_output.size
+    output, emissions, em_factor = np.empty(n), np.empty(n), np.empty(n)
     covered = np.empty(n, dtype=np.bool_)
     grand = np.empty(n, dtype=np.bool_)
     market = np.empty(n, dtype=np.bool_)
-    totals = np.zeros(n_sectors)  # each sector's allocation in the market, added in firm order
-    count = np.zeros(n_sectors, dtype=np.int64)
+    open_run = np.zeros(run_sector.size, dtype=np.bool_)
     any_grand = False
     # Loops over slices from 0 (not over lo..hi) so that they compile to vector instructions.
     for j in range(run_sector.size):  # runs of firms of one key: the factors are scalars
@@ -230,40 +298,75 @@ def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_f
                 e[i] = e0[i] * f_em
             for i in range(m):
                 cov[i] = e[i] >= threshold
-        a = alloc[lo:hi]
         if entry[s] > year:  # the sector has not entered
             cov[:] = False
         if entry[s] > year or (not user and year <= grandfather_until[s]):
             grand[lo:hi] = cov
             market[lo:hi] = False
-            a[:] = 0.0
             any_grand = any_grand or cov.any()
+        else:
+            grand[lo:hi] = False
+            market[lo:hi] = cov
+            open_run[j] = True
+    return (output, emissions, em_factor, covered, grand, market, np.flatnonzero(market),
+            open_run, any_grand)
+
+
+@numba.njit(cache=True, nogil=True)
+def allocation_pass(output, emissions, grand, market, open_run, any_grand, runs, run_sector,
+                    run_key, year, user, allocation, benchmark, last_benchmark,
+                    benchmark_group, decline, cap_start, cap_fixed, cap_first, reduction,
+                    gas_never_short, gas, coal_capped, coal, coal_divisor,
+                    share):  # pragma: no cover (compiled)
+    """Free allocation of every firm (t) and the auctioned volume (t), as
+    :func:`model.policy.allocate` computes them (plus the emissions of grandfathered firms).
+
+    Firms in the market (``market``; runs of firms of one key in ``open_run``) get the
+    user-given ``allocation``, or their key's benchmark x ``output`` (t): ``benchmark[k]``, or
+    past the benchmark table ``last_benchmark[k] x decline[g]`` (``g = benchmark_group[k] >=
+    0``: the factor of its group, :func:`policy.decline_powers`). Then (benchmark allocation
+    only) each sector's absolute cap from ``cap_start`` (fixed at its first year's total,
+    falling by ``reduction`` of it a year; ``cap_fixed``/``cap_first``: caps fixed before)
+    scales its allocation; gas units (keys ``gas``) are never short and coal units (keys
+    ``coal``) short of at most ``emissions / coal_divisor`` in uncapped sectors; ``share`` of
+    the total is auctioned; grandfathered firms get their emissions.
+
+    Returns:
+        ``(free, auctioned, cap_first, newly_fixed)``: free allocation per firm (t), the
+        auctioned volume (t), each sector's first cap (t) and whether it was fixed this year.
+    """
+    n, n_sectors = output.size, cap_start.size
+    alloc = np.empty(n)
+    totals = np.zeros(n_sectors)  # each sector's allocation in the market, added in firm order
+    count = np.zeros(n_sectors, dtype=np.int64)
+    for j in range(run_sector.size):
+        lo, hi, s, k = runs[j], runs[j + 1], run_sector[j], run_key[j]
+        m = hi - lo
+        a, q, mk = alloc[lo:hi], output[lo:hi], market[lo:hi]
+        if not open_run[j]:  # nobody in the market: allocation 0 (adding it changes nothing)
+            a[:] = 0.0
             continue
-        grand[lo:hi] = False
-        market[lo:hi] = cov
         if user:
             b = allocation[lo:hi]
             for i in range(m):
-                a[i] = b[i] if cov[i] else 0.0
-        else:
-            k, bench = run_key[j], benchmark[run_key[j]]
-            if benchmark_group[k] >= 0:  # past the table: its last value, falling
-                bench = last_benchmark[k] * decline[benchmark_group[k]]
-            for i in range(m):
-                a[i] = bench * q[i] if cov[i] else 0.0
+                a[i] = b[i] if mk[i] else 0.0
+            continue
+        bench = benchmark[k]
+        if benchmark_group[k] >= 0:  # past the table: its last value, falling
+            bench = last_benchmark[k] * decline[benchmark_group[k]]
+        for i in range(m):
+            a[i] = bench * q[i] if mk[i] else 0.0
         total = totals[s]
         for i in range(m):  # in firm order (one chain: not vectorised)
             total += a[i]
         totals[s] = total
         c = 0
         for i in range(m):
-            c += cov[i]
+            c += mk[i]
         count[s] += c
-    index = np.flatnonzero(market)
     first, newly = cap_first.copy(), np.zeros(n_sectors, dtype=np.bool_)
     if user:  # a user-given allocation is used as is (nobody grandfathered, no auction)
-        return (output, emissions, em_factor, covered, grand, market, index, alloc, 0.0, first,
-                newly)
+        return alloc, 0.0, first, newly
     factor, capped = np.ones(n_sectors), np.zeros(n_sectors, dtype=np.bool_)
     exempt = False  # a sector in the market without a cap: its exemptions apply
     for s in range(n_sectors):
@@ -301,8 +404,7 @@ def exogenous_year(base_output, base_emissions, runs, run_sector, run_key, out_f
     if any_grand:
         for i in range(n):
             free[i] = free[i] + (emissions[i] if grand[i] else 0.0)
-    return (output, emissions, em_factor, covered, grand, market, index, free, auctioned, first,
-            newly)
+    return free, auctioned, first, newly
 
 
 @numba.njit(cache=True, nogil=True)

@@ -22,7 +22,7 @@ from model.policy import (
     growth_factor,
     offset_supply,
 )
-from model.policy_kernels import RunRules, run_rules, year_rules
+from model.policy_kernels import RunRules, firm_year, run_rules, year_rules
 from model.population import Firms
 from model.scenario import Scenario, load_scenario
 from tests.conftest import BASELINE
@@ -106,6 +106,7 @@ def test_calibrated_population_with_demography(calibrated, variant: int) -> None
     firms, plan = calibrated
     sc = scenario(**VARIANTS[variant])
     compare_years(firms, sc, plan)
+    compare_years(firms, sc, plan)  # again: the firm pass kept from the first time
     compare_years(firms, sc, None, range(2021, 2045, 3))  # without demography, years skipped
 
 
@@ -173,3 +174,21 @@ def test_scaled_offset_supply_is_kept_and_exact(scale: float) -> None:
             assert a.tobytes() == b.tobytes() and not a.flags.writeable
         if scale != 0.0:  # a (year, scale) is read once
             assert offset_supply(sc, year) is k
+
+
+def test_firm_pass_is_shared_by_runs_that_change_only_other_rules(calibrated) -> None:
+    firms, plan = calibrated
+    sc = scenario(2021, 2030, growth={"output": {"power": 0.0123}})
+    kept = firm_year(firms, sc, 2026, plan)
+    assert all(not a.flags.writeable for a in kept[:-1])
+    other = scenario(2021, 2030, growth={"output": {"power": 0.0123}}, allocation={
+        "benchmark_decline": 0.04, "absolute_cap_all_from": 2022, "coal_shortfall_cap": 0.3})
+    assert firm_year(firms, other, 2026, plan) is kept  # another scenario, the same firm rules
+    for changed in ({"growth": {"output": {"power": 0.0124}}},
+                    {"growth": {"output": {"power": 0.0123}}, "coverage": {"threshold": 1e5}},
+                    {"growth": {"output": {"power": 0.0123}},
+                     "allocation": {"grandfather_until": {"power": 2026}}}):
+        assert firm_year(firms, scenario(2021, 2030, **changed), 2026, plan) is not kept
+    assert firm_year(firms, sc, 2026, None) is not kept  # without the demography plan
+    small = make_firms([("power", "gas", 9e5, 1e6)])  # writable arrays: never kept
+    assert firm_year(small, sc, 2026, None) is not firm_year(small, sc, 2026, None)
