@@ -233,11 +233,23 @@ def benchmark_schedule(firms: Firms, year: int) -> BenchmarkSchedule:
     return schedule
 
 
-def decline_powers(schedule: BenchmarkSchedule, year: int, decline: float) -> list[np.float64]:
+def decline_powers(schedule: BenchmarkSchedule, year: int, decline: float) -> np.ndarray:
     """The factor ``(1 - decline) ** (year - last table year)`` of each group of
     :class:`BenchmarkSchedule` (one numpy scalar power per group, with its int64 year: numpy's
-    vectorised power may differ in the last bit)."""
-    return [(1.0 - decline) ** (year - last) for last, _ in schedule.groups]
+    vectorised power may differ in the last bit). Each power is kept: the runs of a Sobol design
+    share their declines."""
+    powers = np.empty(len(schedule.groups))
+    for g, (last, _) in enumerate(schedule.groups):
+        powers[g] = _decline_power(decline, type(decline), int(year - last))
+    return powers
+
+
+@functools.lru_cache(maxsize=4096)
+def _decline_power(decline: float, kind: type, years: int) -> np.float64:
+    """``(1 - decline) ** years`` with ``years`` an int64, as :func:`key_benchmarks` took it
+    (``kind``, the type of ``decline``, keys the cache: equal values of two types may not give
+    the same power)."""
+    return (1.0 - decline) ** np.int64(years)
 
 
 def _schedule(firms: Firms, key: str, year: int) -> tuple[float, float, float]:

@@ -229,8 +229,7 @@ def year_rules(firms: Firms, scenario: Scenario, year: int, plan: Demography | N
         bench, powers = policy.BenchmarkSchedule(_NONE, _NONE, [], _NO_KEYS), _NONE
     else:
         bench = policy.benchmark_schedule(firms, year)
-        powers = np.array(policy.decline_powers(bench, year, cfg.benchmark_decline),
-                          dtype=np.float64)
+        powers = policy.decline_powers(bench, year, cfg.benchmark_decline)
     first = cap_state.first
     if first:
         fixed = np.array([s in first for s in r.sectors], dtype=bool)

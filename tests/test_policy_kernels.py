@@ -17,7 +17,9 @@ from model.policy import (
     CapState,
     _offset_knots,
     allocate,
+    benchmark_schedule,
     covered,
+    decline_powers,
     grandfathered,
     growth_factor,
     offset_supply,
@@ -192,3 +194,16 @@ def test_firm_pass_is_shared_by_runs_that_change_only_other_rules(calibrated) ->
     assert firm_year(firms, sc, 2026, None) is not kept  # without the demography plan
     small = make_firms([("power", "gas", 9e5, 1e6)])  # writable arrays: never kept
     assert firm_year(small, sc, 2026, None) is not firm_year(small, sc, 2026, None)
+
+
+@pytest.mark.parametrize("decline", [0.01, 0.0, -0.0, 0.037, np.float64(0.037), -0.5, 1.0])
+def test_kept_decline_powers_are_the_scalar_powers(decline) -> None:
+    firms = make_firms([("power", "gas", 9e5, 1e6), ("steel", "bf_bof", 1e6, 6e5),
+                        ("cement", "clinker", 1e6, 1e6)])
+    for year in (2020, 2026, 2041, 2060):
+        schedule = benchmark_schedule(firms, year)
+        want = [(1.0 - decline) ** (year - last) for last, _ in schedule.groups]
+        for _ in range(2):  # computed, then kept
+            got = decline_powers(schedule, year, decline)
+            assert got.dtype == np.float64
+            assert got.tobytes() == np.array(want, dtype=np.float64).tobytes()
