@@ -45,6 +45,7 @@ from model.market import (
     solve_quantity,
     supply_cost,
 )
+from model.policy_kernels import year_rules
 from model.population import Firms, synthetic_firms
 from model.scenario import Scenario
 from model.tables import load_firms
@@ -210,27 +211,14 @@ class CarbonMarket(mesa.Model):
             return hit
         sc, f = self.config, self.firms
         for y in range(max(self._exo, default=sc.start_year - 1) + 1, year + 1):
-            out_factor, em_factor = policy.growth_factor(f, sc, y)
-            output = f.output * out_factor
-            e = f.emissions * em_factor
-            active = None
-            if self.demography is not None:
-                mult, active = demography.demography(self.demography, y)
-                output, e = output * mult, e * mult
-            cov = policy.covered(f, e, sc, y)
-            if active is not None:
-                cov &= active
-            grand = cov & policy.grandfathered(f, sc, y)
-            mkt = cov & ~grand
-            free, auctioned = policy.allocate(f, sc, y, output, e, mkt, self.cap_state)
-            if grand.any():
-                free = free + np.where(grand, e, 0.0)
-            for a in (output, e, cov, grand, mkt, free):  # shared by the projection and the run
-                a.flags.writeable = False
+            # the rules of policy and demography in two compiled passes (policy_kernels)
+            r = year_rules(f, sc, y, self.demography, self.cap_state)
+            for a in (r.output, r.emissions, r.covered, r.grandfathered, r.market, r.free):
+                a.setflags(write=False)  # shared by the projection and the run
             self._caps[y] = dict(self.cap_state.first)
-            self._exo[y] = YearInputs(y, output, e, cov, grand, mkt, np.flatnonzero(mkt), free,
-                                      auctioned, None, policy.offset_supply(sc, y),
-                                      em_factor=em_factor)
+            self._exo[y] = YearInputs(y, r.output, r.emissions, r.covered, r.grandfathered,
+                                      r.market, r.market_index, r.free, r.auctioned, None,
+                                      policy.offset_supply(sc, y), em_factor=r.emissions_factor)
         return self._exo[year]
 
     def _inputs(self, year: int) -> YearInputs:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -61,13 +62,25 @@ NEW_SECTOR_BASE_EXEMPT = ("power",)  # sectors that use the 10,000 t carry-over 
 
 def _type_mask(firms: Firms, types: tuple[str, ...]) -> np.ndarray:
     """Firms whose type is one of ``types`` (read-only; kept per population)."""
-    _, _, keys, t_inv = sector_groups(firms)
     arrays = (firms.sector, firms.firm_type)
     mask = _recall("type_mask", arrays, types)
     if mask is None:
-        mask = np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)[t_inv]
+        mask = key_type_mask(firms, types)[sector_groups(firms)[3]]
         mask.flags.writeable = False
         _remember("type_mask", arrays, types, mask)
+    return mask
+
+
+def key_type_mask(firms: Firms, types: tuple[str, ...]) -> np.ndarray:
+    """The (sector, firm type) keys of :func:`sector_groups` whose type is one of ``types``
+    (read-only; kept per population)."""
+    arrays = (firms.sector, firms.firm_type)
+    mask = _recall("key type mask", arrays, types)
+    if mask is None:
+        keys = sector_groups(firms)[2]
+        mask = np.isin(np.array([k.split("|", 1)[1] for k in keys]), types)
+        mask.flags.writeable = False
+        _remember("key type mask", arrays, types, mask)
     return mask
 
 
@@ -103,13 +116,33 @@ def growth_factor(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarr
     Returns:
         ``(output_factor, emissions_factor)``, arrays over firms.
     """
+    _, inverse, _, _ = sector_groups(firms)
+    out, intensity = sector_growth(firms, scenario, year)
+    out = out.take(inverse)
+    return out, out * intensity.take(inverse)
+
+
+def sector_growth(firms: Firms, scenario: Scenario, year: int) -> tuple[np.ndarray, np.ndarray]:
+    """Output and emission-intensity factors of each sector of the population (in the order of
+    :func:`sector_groups`) in ``year`` relative to the base year."""
+    return growth_powers(sector_rates(firms, scenario), year - firms.base_year)
+
+
+def sector_rates(firms: Firms, scenario: Scenario) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Yearly output growth and intensity change of each sector of :func:`sector_groups`."""
     g, ic = _rates(tuple(sorted(scenario.growth.output.items())),
                    tuple(sorted(scenario.growth.intensity.items())))
-    dt = year - firms.base_year
-    sectors, inverse, _, _ = sector_groups(firms)
-    out = np.array([(1.0 + g[s]) ** dt for s in sectors]).take(inverse)
-    intensity = np.array([(1.0 + ic[s]) ** dt for s in sectors]).take(inverse)
-    return out, out * intensity
+    sectors = sector_groups(firms)[0]
+    return tuple(g[s] for s in sectors), tuple(ic[s] for s in sectors)
+
+
+def growth_powers(rates: tuple[tuple[float, ...], tuple[float, ...]],
+                  dt: int) -> tuple[np.ndarray, np.ndarray]:
+    """The output and intensity factors ``(1 + rate) ** dt`` of :func:`sector_rates` after
+    ``dt`` years (one scalar power per sector: numpy's vectorised power may differ in the last
+    bit)."""
+    return (np.array([(1.0 + g) ** dt for g in rates[0]]),
+            np.array([(1.0 + c) ** dt for c in rates[1]]))
 
 
 @functools.lru_cache(maxsize=64)
@@ -122,19 +155,30 @@ def _rates(output: tuple, intensity: tuple) -> tuple[dict[str, float], dict[str,
 
 def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
     """Firms covered in ``year``: their sector has entered and they emit at least the threshold."""
-    entry = scenario.coverage.sectors
-    sectors, inverse, _, _ = sector_groups(firms)
-    entered = np.array([s in entry and entry[s] <= year for s in sectors]).take(inverse)
+    entered = sectors_entered(firms, scenario, year).take(sector_groups(firms)[1])
     return entered & (emissions >= scenario.coverage.threshold)
+
+
+def sectors_entered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
+    """Whether each sector of :func:`sector_groups` has entered the market by ``year``."""
+    entry = scenario.coverage.sectors
+    return np.array([s in entry and entry[s] <= year for s in sector_groups(firms)[0]],
+                    dtype=bool)
 
 
 def grandfathered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
     """Firms whose allocation equals their verified emissions this year (and that do not trade)."""
-    until = scenario.allocation.grandfather_until
     if firms.allocation is not None:
         return np.zeros(firms.n, dtype=bool)
-    sectors, inverse, _, _ = sector_groups(firms)
-    return np.array([s in until and year <= until[s] for s in sectors]).take(inverse)
+    return sectors_grandfathered(firms, scenario, year).take(sector_groups(firms)[1])
+
+
+def sectors_grandfathered(firms: Firms, scenario: Scenario, year: int) -> np.ndarray:
+    """Whether each sector of :func:`sector_groups` is allocated its verified emissions in
+    ``year`` (whatever a user-given allocation says)."""
+    until = scenario.allocation.grandfather_until
+    return np.array([s in until and year <= until[s] for s in sector_groups(firms)[0]],
+                    dtype=bool)
 
 
 def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
@@ -144,23 +188,68 @@ def benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
     year; before its first year, the first value. A firm type without a row uses its sector's
     rows (their mean), and a sector without rows its firms' mean intensity in the base year.
     """
-    _, _, uniq, inverse = sector_groups(firms)
+    return key_benchmarks(firms, year, decline).take(sector_groups(firms)[3])
+
+
+def key_benchmarks(firms: Firms, year: int, decline: float) -> np.ndarray:
+    """The intensity benchmark of each (sector, firm type) key of :func:`sector_groups` in
+    ``year``, t CO2 per unit of output (see :func:`benchmarks`)."""
+    schedule = benchmark_schedule(firms, year)
+    value = schedule.value
+    if schedule.groups:
+        value = value.copy()
+        for (_, keys), power in zip(schedule.groups, decline_powers(schedule, year, decline)):
+            value[keys] = schedule.last_value[keys] * power
+    return value
+
+
+class BenchmarkSchedule(NamedTuple):
+    """The benchmarks of a population's keys in one year, before the decline (see
+    :func:`benchmarks`; arrays over the keys of :func:`sector_groups`, read-only)."""
+
+    value: np.ndarray  # the table's value for the year (keys within the table's years)
+    last_value: np.ndarray  # the table's last value
+    groups: list[tuple[np.int64, np.ndarray]]  # keys past the table, by its last year
+    key_group: np.ndarray  # each key's index into ``groups`` (-1: within the table's years)
+
+
+def benchmark_schedule(firms: Firms, year: int) -> BenchmarkSchedule:
+    """:class:`BenchmarkSchedule` of the population in ``year`` (kept per population)."""
     arrays = (firms.sector, firms.firm_type, firms.emissions, firms.output)
-    table = _recall("benchmark rows", arrays, year)  # (the part without the decline)
-    if table is None:
+    schedule = _recall("benchmark rows", arrays, year)  # (the part without the decline)
+    if schedule is None:
         value, last_year, last_value = (np.array(v) for v in zip(
-            *(_schedule(firms, k, year) for k in uniq)))
+            *(_schedule(firms, k, year) for k in sector_groups(firms)[2])))
         after = year >= last_year  # after the table's last year: its last value, falling
         groups = [(np.int64(y), np.flatnonzero(after & (last_year == y)))
                   for y in np.unique(last_year[after]).tolist()]
-        table = value, last_value, groups
-        _remember("benchmark rows", arrays, year, table)
-    value, last_value, groups = table
-    if groups:
-        value = value.copy()
-        for last, keys in groups:  # one power per last table year (with its int64 year)
-            value[keys] = last_value[keys] * (1.0 - decline) ** (year - last)
-    return value.take(inverse)
+        key_group = np.full(value.size, -1, dtype=np.int64)
+        for g, (_, keys) in enumerate(groups):
+            key_group[keys] = g
+        for a in (value, last_value, key_group):  # kept: the years after the table copy them
+            a.flags.writeable = False
+        schedule = BenchmarkSchedule(value, last_value, groups, key_group)
+        _remember("benchmark rows", arrays, year, schedule)
+    return schedule
+
+
+def decline_powers(schedule: BenchmarkSchedule, year: int, decline: float) -> np.ndarray:
+    """The factor ``(1 - decline) ** (year - last table year)`` of each group of
+    :class:`BenchmarkSchedule` (one numpy scalar power per group, with its int64 year: numpy's
+    vectorised power may differ in the last bit). Each power is kept: the runs of a Sobol design
+    share their declines."""
+    powers = np.empty(len(schedule.groups))
+    for g, (last, _) in enumerate(schedule.groups):
+        powers[g] = _decline_power(decline, type(decline), int(year - last))
+    return powers
+
+
+@functools.lru_cache(maxsize=4096)
+def _decline_power(decline: float, kind: type, years: int) -> np.float64:
+    """``(1 - decline) ** years`` with ``years`` an int64, as :func:`key_benchmarks` took it
+    (``kind``, the type of ``decline``, keys the cache: equal values of two types may not give
+    the same power)."""
+    return (1.0 - decline) ** np.int64(years)
 
 
 def _schedule(firms: Firms, key: str, year: int) -> tuple[float, float, float]:
@@ -246,19 +335,7 @@ def allocate(
         benchmarks(firms, year, cfg.benchmark_decline), np.asarray(output, dtype=np.float64),
         np.asarray(in_market, dtype=bool), s_inv, sectors.size)
     present = count > 0
-    factor, is_capped = np.ones(sectors.size), np.zeros(sectors.size, dtype=bool)
-    for code in np.flatnonzero(present):
-        sector = str(sectors[code])
-        start = cap_start(scenario, sector)
-        if start is None or year < start:
-            continue
-        is_capped[code] = True
-        if sector not in cap_state.first:
-            cap_state.first[sector] = float(totals[code])
-        cap = cap_state.first[sector] * max(
-            0.0, 1.0 - cfg.linear_reduction_factor * (year - start))
-        if totals[code] > 0:
-            factor[code] = cap / totals[code]
+    factor, is_capped = cap_factors(scenario, sectors, year, totals, present, cap_state)
     if is_capped.any():
         alloc *= factor.take(s_inv)
     # Exemptions of the intensity-based system; a sector under an absolute cap has none (none
@@ -273,22 +350,76 @@ def allocate(
     if exempt and cfg.coal_shortfall_cap is not None:
         coal = uncapped & _type_mask(firms, COAL_TYPES)
         np.maximum(alloc, emissions / (1.0 + cfg.coal_shortfall_cap), out=alloc, where=coal)
-    share = min(1.0, max(0.0, cfg.auction_share + cfg.auction_share_growth
-                         * (year - scenario.start_year)))
+    share = auction_share(scenario, year)
     return alloc * (1.0 - share), float(alloc.sum() * share)
+
+
+def cap_factors(scenario: Scenario, sectors: np.ndarray, year: int, totals: np.ndarray,
+                present: np.ndarray, cap_state: CapState) -> tuple[np.ndarray, np.ndarray]:
+    """The factor on each sector's benchmark allocation that brings it to its absolute cap, and
+    whether the sector is capped this year.
+
+    Args:
+        scenario: The scenario.
+        sectors: The sector names (of :func:`sector_groups`).
+        year: The vintage.
+        totals: Each sector's benchmark allocation in the market, t.
+        present: Whether the sector has firms in the market (only those are capped).
+        cap_state: Absolute caps fixed so far (a cap's first year fixes it at ``totals``).
+    """
+    lrf = scenario.allocation.linear_reduction_factor
+    factor, is_capped = np.ones(sectors.size), np.zeros(sectors.size, dtype=bool)
+    for code in np.flatnonzero(present):
+        sector = str(sectors[code])
+        start = cap_start(scenario, sector)
+        if start is None or year < start:
+            continue
+        is_capped[code] = True
+        if sector not in cap_state.first:
+            cap_state.first[sector] = float(totals[code])
+        cap = cap_state.first[sector] * max(0.0, 1.0 - lrf * (year - start))
+        if totals[code] > 0:
+            factor[code] = cap / totals[code]
+    return factor, is_capped
+
+
+def auction_share(scenario: Scenario, year: int) -> float:
+    """The share of ``year``'s allocation sold by auction (between 0 and 1)."""
+    cfg = scenario.allocation
+    return min(1.0, max(0.0, cfg.auction_share + cfg.auction_share_growth
+                        * (year - scenario.start_year)))
 
 
 def offset_supply(scenario: Scenario, year: int) -> Knots:
     """The CCER supply curve usable for vintage ``year`` as knots (cost yuan/t, quantity t).
 
-    The unscaled curve of a (table, year) is read once and kept (a sweep reads it in every run);
-    ``supply_scale`` multiplies its quantities. A user table is read again when it changes.
+    The curve of a (table, year, scale) is read once and kept (a sweep reads it in every run,
+    and the runs of a Sobol design share their scales); ``supply_scale`` multiplies its
+    quantities. A user table is read again when it changes. The knots are read-only.
     """
     o = scenario.offsets
     stamp = None if o.supply is None else Path(o.supply).stat().st_mtime_ns
-    k = _offset_knots(o.supply, stamp, year, o.old_ccer_until)
     scale = float(o.supply_scale)
-    return k if scale == 1.0 else Knots(k.x, k.jump * scale, k.slope * scale)
+    if scale == 1.0:
+        return _offset_knots(o.supply, stamp, year, o.old_ccer_until)
+    if scale == 0.0:  # (-0.0 == 0.0 as a key, but not in the quantities)
+        return _scale_knots(_offset_knots(o.supply, stamp, year, o.old_ccer_until), scale)
+    return _scaled_offset_knots(o.supply, stamp, year, o.old_ccer_until, scale)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scaled_offset_knots(path: Path | None, stamp: int | None, year: int, old_until: int,
+                         scale: float) -> Knots:
+    """:func:`_offset_knots` with quantities x ``scale`` (kept: shared by every caller)."""
+    return _scale_knots(_offset_knots(path, stamp, year, old_until), scale)
+
+
+def _scale_knots(k: Knots, scale: float) -> Knots:
+    """Knots with quantities (jumps and slopes) x ``scale`` (read-only)."""
+    scaled = Knots(k.x, k.jump * scale, k.slope * scale)
+    for a in (scaled.jump, scaled.slope):
+        a.flags.writeable = False
+    return scaled
 
 
 @functools.lru_cache(maxsize=512)
