@@ -452,10 +452,15 @@ def sort_keys(x, b):  # pragma: no cover (compiled)
     key = y.view(np.int64)
     high = np.int64(-(1 << b))
     for i in range(n):
-        k = key[i]
-        k ^= (k >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)
-        key[i] = (k & high) | i
+        key[i] = price_key(key[i], high, i)
     return key
+
+
+@numba.njit(cache=True, nogil=True)
+def price_key(bits, high, i):  # pragma: no cover (compiled)
+    """:func:`sort_keys`' key of the price with bits ``bits`` (of ``price + 0.0``) at index
+    ``i``; ``high`` masks the bits kept (``-2**b``)."""
+    return ((bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))) & high) | i
 
 
 @numba.njit(cache=True, nogil=True)

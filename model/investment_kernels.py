@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from model.clearing_kernels import key_bits, sort_keys
+from model.clearing_kernels import key_bits, price_key, sort_keys
 
 
 @numba.njit(cache=True, nogil=True)
@@ -105,7 +105,8 @@ def option_points_keyed(base_cost, factor, usable, potential, emissions, option,
                         place):  # pragma: no cover (compiled)
     """:func:`option_points` and the sort keys of its knots (``clearing_kernels.sort_keys``)
     laid out by their slots' ``place`` (per flat slot index: distinct places from 0, or -1).
-    In knot order if some knot's slot has no place (or a firm is twice in ``rows``)."""
+    In knot order if some knot's slot has no place (or a firm is twice in ``rows``). The
+    knots are views of arrays for every slot of ``rows`` (no copies)."""
     k = option.shape[1]
     x, jump = np.empty(rows.size * k), np.empty(rows.size * k)
     knot_place = np.empty(rows.size * k, dtype=np.int32)
@@ -122,10 +123,6 @@ def option_points_keyed(base_cost, factor, usable, potential, emissions, option,
                 x[m], jump[m] = c, p
                 knot_place[m] = place[i * k + j]
                 m += 1
-    x, jump = x[:m].copy(), jump[:m].copy()
-    in_order = sort_keys(x, key_bits(m))
-    if m == 0:
-        return x, jump, in_order
     n = 0  # places up to the last knot's
     for q in range(m):
         n = max(n, knot_place[q] + 1)
@@ -133,14 +130,17 @@ def option_points_keyed(base_cost, factor, usable, potential, emissions, option,
     for q in range(m):  # (apart from the loop above, which it would slow down ~2x)
         at[knot_place[q] if knot_place[q] >= 0 else n] = q
     key = np.empty(m + 1, dtype=np.int64)
+    bits = x.view(np.int64)  # (the prices are finite: only -0.0 differs from price + 0.0)
+    high = np.int64(-(1 << key_bits(m)))
     placed = 0
     for q in range(n):  # (no branch: places without a knot write a key the next overwrites)
         i = at[q]
-        key[placed] = in_order[i]
+        v = bits[i] if bits[i] != np.int64(-0x8000000000000000) else np.int64(0)
+        key[placed] = price_key(v, high, i)
         placed += i >= 0
     if placed != m:
-        return x, jump, in_order
-    return x, jump, key[:m]
+        return x[:m], jump[:m], sort_keys(x[:m], key_bits(m))
+    return x[:m], jump[:m], key[:m]
 
 
 @numba.njit(cache=True, nogil=True)

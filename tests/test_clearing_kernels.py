@@ -397,3 +397,14 @@ def test_running_sum_is_numpys_cumsum_bit_for_bit() -> None:
         out = np.empty(n)
         kernels.running_sum(v, order, out)
         assert out.tobytes() == np.cumsum(v[order]).tobytes()
+
+
+def test_price_key_is_a_key_of_sort_keys() -> None:
+    """One price's key (as the projection's supply builds them) is ``sort_keys``' for it."""
+    rng = np.random.default_rng(29)
+    x = _prices(rng, 500)
+    for b in (9, 24):
+        want = kernels.sort_keys(x, b)
+        bits = (x + 0.0).view(np.int64)
+        got = [kernels.price_key(bits[i], np.int64(-(1 << b)), i) for i in range(x.size)]
+        assert np.array_equal(np.array(got), want)

@@ -283,7 +283,9 @@ def test_projected_knots_come_with_keys_that_sort_to_the_stable_order(seed) -> N
     rng = np.random.default_rng(seed)
     n, k = int(rng.integers(1, 300)), int(rng.integers(1, 6))
     decline = rng.choice([0.0, 0.01, 0.03], k)
-    o = make_options(rng.integers(-30, 400, (n, k)).astype(float),
+    cost = rng.integers(-30, 400, (n, k)).astype(float)
+    cost[rng.random((n, k)) < 0.05] = -0.0
+    o = make_options(cost,
                      rng.choice([0.0, 0.05, 0.2], (n, k)), kind=rng.choice(["operational",
                                                                             "capital"], k),
                      first_year=rng.choice([2000, 2030], k), cost_decline=decline,
