@@ -452,33 +452,57 @@ def sort_keys(x, b):  # pragma: no cover (compiled)
     key = y.view(np.int64)
     high = np.int64(-(1 << b))
     for i in range(n):
-        k = key[i]
-        k ^= (k >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)
-        key[i] = (k & high) | i
+        key[i] = price_key(key[i], high, i)
     return key
 
 
 @numba.njit(cache=True, nogil=True)
-def unpack_keys(key, b, x):  # pragma: no cover (compiled)
-    """The order and sorted prices from the sorted keys of :func:`sort_keys`, and whether some
-    neighbours share their high bits but differ in price (then ordered by index, not price)."""
+def price_key(bits, high, i):  # pragma: no cover (compiled)
+    """:func:`sort_keys`' key of the price with bits ``bits`` (of ``price + 0.0``) at index
+    ``i``; ``high`` masks the bits kept (``-2**b``)."""
+    return ((bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))) & high) | i
+
+
+@numba.njit(cache=True, nogil=True)
+def unpack_keys(key, b, x, jump, out):  # pragma: no cover (compiled)
+    """The order (written over the sorted keys of :func:`sort_keys`, in place) and the sorted
+    prices, and whether some neighbours share their high bits but differ in price (then ordered
+    by index, not price). With ``jump`` (t, one per price), its running sums in that order are
+    written to ``out`` in the same pass (as :func:`running_sum`; redone if the order changes)."""
     n = key.size
     low = np.int64((1 << b) - 1)
-    order = np.empty(n, dtype=np.int64)
     xs = np.empty(n)
     mixed = False
+    sums = jump.size == n
+    s, high = -0.0, np.int64(0)  # (-0.0 + v is v: the first sum is the first value)
     for i in range(n):
-        order[i] = key[i] & low
-        xs[i] = x[order[i]]
-        if i > 0 and (key[i] >> b) == (key[i - 1] >> b) and xs[i] != xs[i - 1]:
+        k = key[i]
+        o = k & low
+        key[i] = o
+        xs[i] = x[o]
+        if sums:
+            s += jump[o]
+            out[i] = s
+        if i > 0 and (k >> b) == high and xs[i] != xs[i - 1]:
             mixed = True
-    return order, xs, mixed
+        high = k >> b
+    return xs, mixed
 
 
 @numba.njit(cache=True, nogil=True)
 def running_sum(values, order, out):  # pragma: no cover (compiled)
     """``np.cumsum(values[order], out=out)`` (sequential, as numpy's)."""
-    s = 0.0
+    s = -0.0  # (-0.0 + v is v, as numpy starts: also for v = -0.0)
     for i in range(order.size):
         s += values[order[i]]
         out[i] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def key_bits(n):  # pragma: no cover (compiled)
+    """The index bits ``b`` of :func:`sort_keys` for ``n`` prices: ``max(1, (n - 1).bit_length())``
+    (so that ``n <= 2**b``)."""
+    b = 1
+    while (np.int64(1) << b) < n:
+        b += 1
+    return b

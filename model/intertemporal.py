@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model import clearing_kernels
-from model.mac import Knots, stable_argsort
+from model.mac import Knots, sorted_running_sum
 from model.market import at_cea_price
 
 
@@ -43,6 +42,8 @@ class YearMarket:
         limit: Offset limit (share of verified emissions).
         upper: Highest allowance price (ceiling or penalty), yuan/t.
         lower: Lowest allowance price (floor), yuan/t.
+        firm_keys: The sort keys of ``firms``' knots laid out to sort fast, if known (see
+            :func:`model.mac.stable_argsort`; sorted in place).
     """
 
     firms: Knots
@@ -52,6 +53,7 @@ class YearMarket:
     limit: float
     upper: float = math.inf
     lower: float = 0.0
+    firm_keys: np.ndarray | None = None
 
 
 def use_at_price(m: YearMarket, price: float,
@@ -243,12 +245,15 @@ class _Stack:
     ``base[t] + k`` (``k = 0``: nothing is supplied, as in :meth:`Knots.at`).
 
     Step curves (the national runs: ~40 years of ~10,000 knots) are sorted here with
-    :func:`model.mac.stable_argsort` and their jumps summed straight into the stack, without
-    ``Knots._sorted`` (its zero slope sums and the copies into the stack cost ~1.5 ms of a
-    ~15 ms national path); :meth:`prime` fills that cache for the rare year evaluated alone.
+    :func:`model.mac.sorted_running_sum`, their jumps summed straight into the stack in the same
+    pass, without ``Knots._sorted`` (its zero slope sums and the copies into the stack cost
+    ~1.5 ms of a ~15 ms national path); :meth:`prime` fills that cache for the rare year
+    evaluated alone. ``keys``: per curve, its sort keys laid out to sort fast, if known (see
+    :attr:`YearMarket.firm_keys`; they become the order).
     """
 
-    def __init__(self, curves: list[Knots]) -> None:
+    def __init__(self, curves: list[Knots],
+                 keys: list[np.ndarray | None] | None = None) -> None:
         self.curves = curves
         self.size = np.array([c.x.size for c in curves], dtype=np.intp)
         self.base = np.concatenate(([0], np.cumsum(self.size + 1)[:-1]))
@@ -263,12 +268,12 @@ class _Stack:
             self.cs, self.cx = np.empty_like(self.cj), np.empty_like(self.cj)
         else:
             self.cs = self.cx = np.zeros(1)
+        keys = keys or [None] * len(curves)
         for t, (c, p) in enumerate(zip(curves, parts)):
             at = slice(self.base[t] + 1, self.base[t] + 1 + c.x.size)
             self.cj[at.start - 1] = 0.0
             if p is None:  # (the sums of Knots._sorted: same order, same bits)
-                order, x = stable_argsort(c.x)
-                clearing_kernels.running_sum(c.jump, order, self.cj[at])
+                order, x = sorted_running_sum(c.x, c.jump, self.cj[at], keys[t])
             else:
                 order, x = None, p[0]
                 self.cj[at] = p[1]
@@ -414,7 +419,7 @@ class _Years:
         used = [m.limit > 0 and m.offsets.x.size > 0 for m in years]  # as in use_at_price
         self.share = np.array([m.limit if u else 0.0 for m, u in zip(years, used)])
         self.used = np.array(used)
-        self.firms = _Stack([m.firms for m in years])
+        self.firms = _Stack([m.firms for m in years], [m.firm_keys for m in years])
         none = Knots(np.empty(0), np.empty(0), np.empty(0))
         self.offsets = _Stack([m.offsets if u else none for m, u in zip(years, used)])
         self.any_offsets = any(used)

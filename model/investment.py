@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model import investment_kernels as kernels
-from model.mac import Knots, MACCurves
+from model.mac import Knots, MACCurves, stable_argsort
 from model.population import TechOptions
 
 # ---------------------------------------------------------------------------------- slot layout
@@ -256,14 +256,48 @@ def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
     ``rows``: only these firms (indices, in this order), as if ``options`` and ``emissions`` were
     taken at them.
     """
-    usable = year >= options.first_year  # per option
-    if not include_capital:
-        usable &= ~options.capital
-    factor = _cost_factor(options, year, cumulative_adoption, learning)
-    x, jump = kernels.option_points(
-        options.cost, factor, usable, options.potential, np.asarray(emissions, dtype=np.float64),
-        options.option, np.arange(options.n_firms) if rows is None else np.asarray(rows, np.intp))
+    x, jump = kernels.option_points(*_knot_inputs(options, emissions, year, cumulative_adoption,
+                                                  include_capital, learning, rows))
     return Knots(x=x, jump=jump, slope=np.zeros(x.size))
+
+
+def option_knots_keyed(options: TechOptions, emissions: np.ndarray, year: int,
+                       cumulative_adoption: np.ndarray, place: np.ndarray, *,
+                       include_capital: bool = False, learning: bool = True,
+                       rows: np.ndarray | None = None) -> tuple[Knots, np.ndarray]:
+    """:func:`option_knots` and the sort keys of its knots for
+    :func:`model.mac.stable_argsort`, laid out by their slots' ``place`` (:func:`cost_places`):
+    a few runs already in order, which the sort merges."""
+    x, jump, key = kernels.option_points_keyed(
+        *_knot_inputs(options, emissions, year, cumulative_adoption, include_capital, learning,
+                      rows), place)
+    return Knots(x=x, jump=jump, slope=np.zeros(x.size)), key
+
+
+def cost_places(options: TechOptions, firms: np.ndarray) -> np.ndarray:
+    """Each option slot's place (per flat index into the ``(n_firms, k)`` slots) by the options'
+    cost decline, then base cost (ties in slot order); -1: padding, firms not in ``firms`` (mask).
+
+    With nothing adopted (the projection), an option's cost in a year is its base cost times a
+    factor of its cost decline and the year: laid out by place, the projection's ~10,000 knots a
+    year are a few runs already in order (one per decline), which the sort merges.
+    """
+    option = options.option.reshape(-1)
+    slots = np.flatnonzero((option >= 0) & np.repeat(firms, options.option.shape[1]))
+    by_cost = slots[stable_argsort(np.ascontiguousarray(options.cost).reshape(-1)[slots])[0]]
+    decline = np.unique(options.cost_decline, return_inverse=True)[1].astype(np.int16)
+    place = np.full(option.size, -1, dtype=np.int32)
+    place[by_cost[np.argsort(decline[option[by_cost]], kind="stable")]] = np.arange(slots.size)
+    return place
+
+
+def _knot_inputs(options: TechOptions, emissions: np.ndarray, year: int, adopted: np.ndarray,
+                 capital: bool, learning: bool, rows: np.ndarray | None) -> tuple:
+    """The arguments of the kernels of :func:`option_knots` (up to ``rows``)."""
+    usable = (year >= options.first_year) & (capital | ~options.capital)  # per option
+    return (options.cost, _cost_factor(options, year, adopted, learning), usable,
+            options.potential, np.asarray(emissions, dtype=np.float64), options.option,
+            np.arange(options.n_firms) if rows is None else np.asarray(rows, np.intp))
 
 
 # ---------------------------------------------------------------------------------- investment

@@ -238,16 +238,18 @@ class CarbonMarket(mesa.Model):
                                        self.investment.cumulative, learning=sc.investment.learning)
         return dataclasses.replace(x, curves=opts.curves)
 
-    def _projected_supply(self, x: YearInputs) -> Knots:
+    def _projected_supply(self, x: YearInputs,
+                          place: np.ndarray | None) -> tuple[Knots, np.ndarray | None]:
         """The market's abatement supply in the perfect-foresight projection: with investment,
         every option (capital ones as one-year options at their levelised cost) from nothing
-        adopted."""
+        adopted, and the sort keys of its knots laid out by the slots' ``place`` to sort fast
+        (:func:`investment.cost_places`)."""
         f, idx = self.firms, x.market_index
         if not self.dynamic:
-            return f.mac.select(idx).scaled(x.em_factor.take(idx)).knots()
-        return investment.option_knots(f.options, x.emissions, x.year,
-                                       f.options.initial_deployment, include_capital=True,
-                                       learning=self.config.investment.learning, rows=idx)
+            return f.mac.select(idx).scaled(x.em_factor.take(idx)).knots(), None
+        return investment.option_knots_keyed(
+            f.options, x.emissions, x.year, f.options.initial_deployment, place,
+            include_capital=True, learning=self.config.investment.learning, rows=idx)
 
     def _invest(self, year: int) -> tuple[YearInputs, np.ndarray, np.ndarray]:
         """``year``'s market with investment, in one pass over its firms' option slots
@@ -291,13 +293,20 @@ class CarbonMarket(mesa.Model):
         sc = self.config
         markets, years = [], range(sc.start_year, sc.end_year + 1)
         flat = sc.compliance.penalty if sc.compliance.penalty is not None else math.inf
-        for year in years:
-            x = self._exogenous(year)
+        inputs = [self._exogenous(year) for year in years]
+        place = None
+        if self.dynamic:  # (the slots of firms in the market in some year)
+            in_market = np.zeros(self.firms.n, dtype=bool)
+            for x in inputs:
+                in_market[x.market_index] = True
+            place = investment.cost_places(self.firms.options, in_market)
+        for x in inputs:
+            supply, keys = self._projected_supply(x, place)
             markets.append(YearMarket(
-                self._projected_supply(x), float(x.emissions.take(x.market_index).sum()),
+                supply, float(x.emissions.take(x.market_index).sum()),
                 float(x.free.take(x.market_index).sum() + x.auctioned), x.offsets,
                 sc.offsets.limit,
-                upper=min(sc.prices.ceiling, flat), lower=sc.prices.floor))
+                upper=min(sc.prices.ceiling, flat), lower=sc.prices.floor, firm_keys=keys))
         borrow = [sc.banking.borrowing * m.issued for m in markets[1:]] + [0.0]
         path = hotelling_path(markets, sc.expectations.discount_rate, borrow_limit=borrow)
         return (dict(zip(years, map(float, path.prices))),

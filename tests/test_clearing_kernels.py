@@ -344,3 +344,67 @@ def test_banking_kernels_are_the_numpy_evaluation_bit_for_bit() -> None:
             assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
     k = banking_knots(np.array([1.0, 2.0]), np.array([0.0, 3.0]), 0.0)  # (broadcast)
     assert k.x.tolist() == [2.0] and k.capacity == 3.0
+
+
+# ---------------------------------------------------------------------------------- sorting
+def _prices(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Prices with ties, near-ties (closer than a key resolves), both zeros, negatives, +-inf."""
+    x = rng.integers(-20, 60, n) * rng.choice([1.0, 0.25, 123.456])
+    x = x * (1.0 + rng.integers(0, 3, n) * rng.choice([0.0, 1e-15, 1e-12]))
+    for special in (-0.0, math.inf, -math.inf):
+        x[rng.random(n) < 0.05] = special
+    return x
+
+
+def test_key_bits_is_the_bit_length() -> None:
+    """The index bits of the sort keys: ``max(1, (n - 1).bit_length())``, so that ``n <= 2**b``."""
+    for n in [*range(0, 5000), 2**20, 2**20 + 1, 2**24, 2**24 + 1, 2**40 + 3]:
+        assert kernels.key_bits(n) == max(1, (n - 1).bit_length())
+
+
+def test_unpack_keys_is_the_order_and_running_sums_bit_for_bit() -> None:
+    """From the sorted keys: the order (written over them), the prices in it, whether some
+    neighbours share the high bits but differ in price, and ``np.cumsum(jump[order])``."""
+    rng = np.random.default_rng(17)
+    for n in [0, 1, 2, 3, 64, 1000, 5000]:
+        for _ in range(3):
+            x = _prices(rng, n)
+            jump = _mixed(rng, n)
+            b = max(1, (n - 1).bit_length())
+            key = kernels.sort_keys(x, b)
+            key.sort()
+            order = key & ((1 << b) - 1)
+            high = key >> b
+            want_mixed = bool(((high[1:] == high[:-1]) & (x[order][1:] != x[order][:-1])).any())
+            for sums in (False, True):
+                k = key.copy()
+                out = np.full(n, np.nan)
+                xs, mixed = (kernels.unpack_keys(k, b, x, jump, out) if sums else
+                             kernels.unpack_keys(k, b, x, np.empty(0), np.empty(0)))
+                assert np.array_equal(k, order)
+                assert xs.tobytes() == x[order].tobytes()
+                assert mixed == want_mixed
+                if sums:
+                    assert out.tobytes() == np.cumsum(jump[order]).tobytes()
+
+
+def test_running_sum_is_numpys_cumsum_bit_for_bit() -> None:
+    """From -0.0 (numpy's first sum is the first value, also a -0.0)."""
+    rng = np.random.default_rng(19)
+    for v in [_mixed(rng, n) for n in (0, 1, 7, 1000)] + [np.array([-0.0, -0.0, 0.0, -0.0])]:
+        n = v.size
+        order = rng.permutation(n)
+        out = np.empty(n)
+        kernels.running_sum(v, order, out)
+        assert out.tobytes() == np.cumsum(v[order]).tobytes()
+
+
+def test_price_key_is_a_key_of_sort_keys() -> None:
+    """One price's key (as the projection's supply builds them) is ``sort_keys``' for it."""
+    rng = np.random.default_rng(29)
+    x = _prices(rng, 500)
+    for b in (9, 24):
+        want = kernels.sort_keys(x, b)
+        bits = (x + 0.0).view(np.int64)
+        got = [kernels.price_key(bits[i], np.int64(-(1 << b)), i) for i in range(x.size)]
+        assert np.array_equal(np.array(got), want)

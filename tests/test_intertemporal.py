@@ -267,3 +267,56 @@ def test_stacked_step_curves_are_the_sorted_knots_bit_for_bit() -> None:
     assert stack.sloped
     assert (stack.cs[stack.base[3]:stack.base[3] + 3] == [0.0, 2.0, 0.0]).all()
     assert (stack.cs[stack.base[1]:stack.base[1] + 3001] == 0.0).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_projected_knots_come_with_keys_that_sort_to_the_stable_order(seed) -> None:
+    """``option_knots_keyed``: the knots of ``option_knots`` bit for bit, with the sort keys of
+    ``stable_argsort`` laid out as one run in order per cost decline (for firms in ascending
+    order), or in knot order where a slot has no place or a firm comes twice; the stack sorts
+    them to the same order and sums as without them."""
+    from model import clearing_kernels as ck
+    from model import investment as inv
+    from model.intertemporal import _Stack
+    from tests.test_investment import make_options
+
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 300)), int(rng.integers(1, 6))
+    decline = rng.choice([0.0, 0.01, 0.03], k)
+    cost = rng.integers(-30, 400, (n, k)).astype(float)
+    cost[rng.random((n, k)) < 0.05] = -0.0
+    o = make_options(cost,
+                     rng.choice([0.0, 0.05, 0.2], (n, k)), kind=rng.choice(["operational",
+                                                                            "capital"], k),
+                     first_year=rng.choice([2000, 2030], k), cost_decline=decline,
+                     learning_rate=rng.uniform(0, 0.2, k))
+    e = rng.uniform(3e4, 1e6, n)
+    e[rng.random(n) < 0.1] = 0.0  # (no knots)
+    some = np.sort(rng.choice(n, n // 2, replace=False))
+    twice = np.sort(np.r_[some, some[:1]])
+    for year in (2025, 2031, 2060):
+        for rows, known in ((None, None), (some, some), (some[::-1], some), (some, some[1:]),
+                            (twice, some)):
+            in_market = np.ones(n, dtype=bool)
+            if known is not None:
+                in_market[:] = False
+                in_market[known] = True
+            place = inv.cost_places(o, in_market)
+            got, key = inv.option_knots_keyed(o, e, year, o.initial_deployment, place,
+                                              include_capital=True, rows=rows)
+            want = inv.option_knots(o, e, year, o.initial_deployment, include_capital=True,
+                                    rows=rows)
+            for name in ("x", "jump", "slope"):
+                assert getattr(got, name).tobytes() == getattr(want, name).tobytes()
+            in_order = ck.sort_keys(want.x, ck.key_bits(want.x.size))
+            assert np.array_equal(np.sort(key), np.sort(in_order))
+            odd = inv.option_knots(o, e, year, o.initial_deployment, include_capital=True,
+                                   rows=some[:1]).x.size  # (knots of the firm twice / unknown)
+            if rows is not None and odd and (rows is twice or known.size < rows.size):
+                assert np.array_equal(key, in_order)  # (a knot without a place)
+            elif rows is None or rows is some:
+                assert (key[1:] < key[:-1]).sum() < np.unique(decline).size
+            stack, plain = _Stack([got], [key]), _Stack([want])
+            assert stack.cj.tobytes() == plain.cj.tobytes()
+            assert stack.x[0].tobytes() == plain.x[0].tobytes()
+            assert np.array_equal(stack.order[0], plain.order[0])

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 
-from model.mac import CurveError, Knots, MACCurves, stable_argsort
+from model import clearing_kernels as kernels
+from model.mac import CurveError, Knots, MACCurves, sorted_running_sum, stable_argsort
 from model.market import supply_at
 
 Curve = list[tuple[float, float]]  # one firm's points (abatement t, cost yuan/t)
@@ -498,3 +499,36 @@ def test_marginal_cost_shortcuts_equal_the_general_form(kind) -> None:
     top = curves.max_abatement
     for a in (rng.uniform(0, 1.1, n) * top, top, top * (1 + 1e-15), np.zeros(n)):
         assert np.array_equal(curves.marginal_cost(a), _marginal_cost_reference(curves, a))
+
+
+def test_stable_argsort_of_keys_in_any_layout_is_numpys() -> None:
+    """Given the keys laid out as runs in order (or in any order), the sort is the same: numpy's
+    stable permutation; ``sorted_running_sum`` adds the jumps in it as ``np.cumsum`` does (ties,
+    near-ties, both zeros, infinities, NaNs, empty)."""
+    rng = np.random.default_rng(23)
+    cases = [np.empty(0), np.array([-0.0]), np.array([0.0, -0.0, 0.0, -0.0, -1.0])]
+    for _ in range(200):
+        n = int(rng.integers(1, 400))
+        v = rng.integers(-9, 9, n) * rng.choice([1.0, 0.3, 1e-300, 1e300])
+        v = v * (1 + rng.integers(0, 3, n) * rng.choice([0.0, 1e-16, 1e-13]))
+        for special in (-0.0, math.inf, -math.inf):
+            v[rng.random(n) < 0.05] = special
+        cases.append(v)
+    cases.append(np.where(rng.random(60) < 0.2, np.nan, rng.normal(size=60)))
+    cases.append(1.0 + 1e-15 * np.arange(3000)[::-1])  # all closer than the key resolves
+    for x in cases:
+        n = x.size
+        ref = np.argsort(x, kind="stable")
+        b = kernels.key_bits(n)
+        group = rng.integers(0, 4, n)  # runs: the keys of each group in order
+        runs = np.concatenate([np.sort(kernels.sort_keys(x, b)[group == g]) for g in range(4)])
+        jump = rng.uniform(0, 9, n)
+        jump[rng.random(n) < 0.1] = -0.0
+        for key in (None, runs, rng.permutation(kernels.sort_keys(x, b))):
+            order, xs = stable_argsort(x, None if key is None else key.copy())
+            assert np.array_equal(order, ref)
+            assert xs.tobytes() == x[ref].tobytes()
+            out = np.full(n, np.nan)
+            order, xs = sorted_running_sum(x, jump, out, None if key is None else key.copy())
+            assert np.array_equal(order, ref) and xs.tobytes() == x[ref].tobytes()
+            assert out.tobytes() == np.cumsum(jump[ref]).tobytes()
