@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from model.year_kernels import minimum
+
 
 class ConservationError(RuntimeError):
     """Allowances were created or lost: a bug, never a user error."""
@@ -116,7 +118,7 @@ def _open(free, owed, bank):  # pragma: no cover (compiled)
     n = free.size
     holdings, bank_in, deducted, left = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     for i in range(n):
-        d = owed[i] if owed[i] < free[i] else free[i]  # (np.minimum's choice on ties)
+        d = minimum(owed[i], free[i])
         deducted[i] = d
         left[i] = owed[i] - d
         holdings[i] = free[i] - d + bank[i]

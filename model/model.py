@@ -409,10 +409,15 @@ class CarbonMarket(mesa.Model):
             auction_unsold=auction_unsold, reserve_sales=reserve, withheld=withheld,
             borrowed=borrowed,
         )
-        # What a firm may hold into the next year: its carry-over limit (next year reuses it),
-        # or for a firm in the market more if it banks (or borrows) more.
-        carry_limit = year_kernels.market_carry_limit(self._carry_over_limit(net_sales), idx,
-                                                      capacity, banked_m)
+        # What a firm may hold into the next year: its carry-over limit (kept: next year's
+        # banking demand reads it), or for a firm in the market more if it banks (or borrows)
+        # more. (one compiled pass)
+        base, multiple = policy.carry_over_rule(f, sc)
+        limit, carry_limit = year_kernels.carry_limits(
+            net_sales, base, math.nan if multiple is None else float(multiple), idx, capacity,
+            banked_m)
+        limit.flags.writeable = False
+        self._carry_kept = (sc, net_sales, limit)
         self.ledger.record(rec, carry_limit, sc.compliance.deduct_shortfall)
         self.last_net_sales = net_sales
         cost_m = abatement_cost_m + pos.offset_cost + pos.trade_cost + pos.penalty_cost

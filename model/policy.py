@@ -455,11 +455,19 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
     applies it with the larger of the net sales of the year closed and of the year before (the
     latter is what a firm knows when it decides to hold allowances).
     """
+    base, multiple = carry_over_rule(firms, scenario)
+    return base if multiple is None else base + multiple * np.maximum(net_sales, 0.0)
+
+
+def carry_over_rule(firms: Firms, scenario: Scenario) -> tuple[np.ndarray, float | None]:
+    """:func:`carry_over_limit` as ``base + multiple x max(net sales, 0)``: each firm's base (t;
+    read-only) and the multiple, None where the limit is the base alone (no banking: 0;
+    ``"unlimited"``: inf)."""
     b = scenario.banking
     if not b.enabled or b.carry_over == "none":
-        return np.zeros(firms.n)
+        return np.zeros(firms.n), None
     if b.carry_over == "unlimited":
-        return np.full(firms.n, np.inf)
+        return np.full(firms.n, np.inf), None
     arrays = (firms.sector, firms.firm_type)
     base = _recall("carry_base", arrays, b.base, b.base_new_sectors)
     if base is None:
@@ -468,7 +476,7 @@ def carry_over_limit(firms: Firms, scenario: Scenario, net_sales: np.ndarray) ->
                         b.base_new_sectors)[s_inv]
         base.flags.writeable = False
         _remember("carry_base", arrays, b.base, b.base_new_sectors, base)
-    return base + b.sales_multiple * np.maximum(net_sales, 0.0)
+    return base, b.sales_multiple
 
 
 @numba.njit(cache=True, nogil=True)

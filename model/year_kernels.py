@@ -8,8 +8,9 @@ every firm of the registry).
 
 As in :mod:`model.clearing_kernels`, each kernel gives the numpy code it replaced to the last
 bit: the same operations in the same order, numpy's pairwise sums repeated by
-:func:`model.clearing_kernels.add_reduce`, and ``np.maximum(v, 0.0)`` as numpy forms it (``0.0``
-unless ``v > 0``: a zero of either sign gives ``+0.0``).
+:func:`model.clearing_kernels.add_reduce`, and ``np.maximum`` / ``np.minimum`` as numpy forms
+them (:func:`maximum`, :func:`minimum`: a NaN wins, and of two equal values, zeros of either sign
+included, the second).
 """
 
 from __future__ import annotations
@@ -18,6 +19,22 @@ import numba
 import numpy as np
 
 from model.clearing_kernels import add_reduce
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def maximum(a, b):  # pragma: no cover (compiled)
+    """``np.maximum(a, b)`` of two floats, as numpy forms it."""
+    if a != a:
+        return a
+    return a if a > b else b
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def minimum(a, b):  # pragma: no cover (compiled)
+    """``np.minimum(a, b)`` of two floats, as numpy forms it."""
+    if a != a:
+        return a
+    return a if a < b else b
 
 
 @numba.njit(cache=True, nogil=True)
@@ -51,7 +68,7 @@ def positions(abatement, emissions, holdings, banked, offsets, shortfall, surplu
     if shortfall > 0:  # a shortfall in proportion to net purchases
         buy = np.empty(n)
         for i in range(n):
-            buy[i] = net[i] if net[i] > 0.0 else 0.0
+            buy[i] = maximum(net[i], 0.0)
         total = add_reduce(buy, n)
         if total > 0:
             for i in range(n):
@@ -59,7 +76,7 @@ def positions(abatement, emissions, holdings, banked, offsets, shortfall, surplu
     if surplus > 0:  # unsold allowances in proportion to net sales
         sell = np.empty(n)
         for i in range(n):
-            sell[i] = -net[i] if -net[i] > 0.0 else 0.0
+            sell[i] = maximum(-net[i], 0.0)
         total = add_reduce(sell, n)
         if total > 0:
             for i in range(n):
@@ -90,7 +107,7 @@ def book(n, index, offsets_m, surrendered_m, bought_m, shortfall_m, banked_m, gr
         offsets[i], surrendered[i] = offsets_m[r], surrendered_m[r]
         bought[i], shortfall[i] = bought_m[r], shortfall_m[r]
         b = -banked_m[r]
-        borrowed_m[r] = borrowed[i] = b if b > 0.0 else 0.0
+        borrowed_m[r] = borrowed[i] = maximum(b, 0.0)
     for i in range(n):
         if grandfathered[i]:
             surrendered[i] = emissions[i]
@@ -100,12 +117,18 @@ def book(n, index, offsets_m, surrendered_m, bought_m, shortfall_m, banked_m, gr
 
 
 @numba.njit(cache=True, nogil=True)
-def market_carry_limit(limit, index, capacity, banked_m):  # pragma: no cover (compiled)
-    """What each firm may hold into the next year (t): its carry-over ``limit``, or for a firm
-    of the market (``index``) more if its banking ``capacity`` or what it banks is more."""
-    out = limit.copy()
+def carry_limits(net_sales, base, multiple, index, capacity, banked_m):  # pragma: no cover
+    """The carry-over limit of every firm for the year's ``net_sales`` (t), ``base + multiple x
+    max(net sales, 0)`` (:func:`model.policy.carry_over_rule`; ``base`` alone for a NaN
+    ``multiple``), and what each may hold into the next year: its limit, or for a firm of the
+    market (``index``) more if its banking ``capacity`` or what it banks is more."""
+    n = base.size
+    limit = np.empty(n)
+    for i in range(n):
+        limit[i] = base[i] if multiple != multiple else base[i] + multiple * maximum(
+            net_sales[i], 0.0)
+    carry = limit.copy()
     for r in range(index.size):
         i = index[r]
-        m = capacity[r] if capacity[r] > banked_m[r] else banked_m[r]
-        out[i] = limit[i] if limit[i] > m else m
-    return out
+        carry[i] = maximum(limit[i], maximum(capacity[r], banked_m[r]))
+    return limit, carry
