@@ -70,6 +70,7 @@ class Ledger:
 
     def __post_init__(self) -> None:
         self.bank = np.zeros(self.n_firms)
+        self.bank.flags.writeable = False
         self.owed = np.zeros(self.n_firms)
 
     def opening(self, free: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,10 +79,11 @@ class Ledger:
         Returns:
             ``(holdings, bank_in, deducted)`` per firm, t.
         """
-        # (one compiled pass: deducted = min(owed, free), owed - deducted, free - deducted + bank)
-        holdings, bank_in, deducted, self.owed = _open(np.asarray(free, dtype=np.float64),
-                                                       self.owed, self.bank)
-        return holdings, bank_in, deducted
+        # (one compiled pass: deducted = min(owed, free), owed - deducted, free - deducted + bank;
+        # the bank is read-only: the year's record shares it)
+        holdings, deducted, self.owed = _open(np.asarray(free, dtype=np.float64), self.owed,
+                                              self.bank)
+        return holdings, self.bank, deducted
 
     def record(self, rec: YearRecord, carry_limit: np.ndarray, deduct_shortfall: bool) -> None:
         """Book a year: bank what each firm may carry over, expire the rest, check conservation.
@@ -105,7 +107,8 @@ class Ledger:
             raise ConservationError(
                 f"{rec.year}: allowances not conserved: in {inflow:.9g} t, out {outflow:.9g} t"
             )
-        self.bank = rec.banked.copy()
+        rec.banked.flags.writeable = False  # (the next year's bank_in: shared, never changed)
+        self.bank = rec.banked
         # a shortfall (if deducted) and borrowing are repaid from the next year's allocation
         self.owed = owed
         self.records.append(rec)
@@ -113,17 +116,16 @@ class Ledger:
 
 @numba.njit(cache=True, nogil=True)
 def _open(free, owed, bank):  # pragma: no cover (compiled)
-    """One pass of :meth:`Ledger.opening` over the firms: ``(holdings, bank_in, deducted,
-    owed)``, t, with ``deducted = min(owed, free)`` and what stays owed after it."""
+    """One pass of :meth:`Ledger.opening` over the firms: ``(holdings, deducted, owed)``, t,
+    with ``deducted = min(owed, free)`` and what stays owed after it."""
     n = free.size
-    holdings, bank_in, deducted, left = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    holdings, deducted, left = np.empty(n), np.empty(n), np.empty(n)
     for i in range(n):
         d = minimum(owed[i], free[i])
         deducted[i] = d
         left[i] = owed[i] - d
         holdings[i] = free[i] - d + bank[i]
-        bank_in[i] = bank[i]
-    return holdings, bank_in, deducted, left
+    return holdings, deducted, left
 
 
 @numba.njit(cache=True, nogil=True)
