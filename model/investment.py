@@ -595,10 +595,12 @@ def market_year(options: TechOptions, emissions: np.ndarray, rows: np.ndarray, y
         _price_path(np.asarray(expected_prices, dtype=np.float64), None, longest),
         float(discount_rate), longest)
     until = np.zeros(0, np.int64) if active_until is None else np.asarray(active_until, np.int64)
-    start, a_pts, c_pts, locked, capex = kernels.market_slots(
+    start, a_pts, c_pts, locked, capex, segments = kernels.market_slots(
         options.cost, factor, year >= options.first_year, ~options.capital, options.potential,
         np.asarray(emissions, dtype=np.float64), options.option,
         np.asarray(options.lifetime, dtype=np.int64), np.asarray(rows, np.intp),
         state.slot_from, state.slot_until, state.slot_cost, state.cumulative, year, running,
         np.atleast_2d(weight), np.asarray(path, np.int64), until)
-    return MarketYear(MACCurves(start=start, abatement=a_pts, cost=c_pts), locked, capex)
+    curves = MACCurves(start=start, abatement=a_pts, cost=c_pts)
+    curves.__dict__["_segments"] = (*segments, True)  # (read off the options: flat steps)
+    return MarketYear(curves, locked, capex)

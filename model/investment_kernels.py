@@ -288,7 +288,32 @@ def market_slots(base_cost, factor, available, in_curve, potential, emissions, o
     for o in range(cumulative.size):
         cumulative[o] += added[o]
     start, a_pts, c_pts = step_points(uc, up, cnt, width)
-    return start, a_pts, c_pts, locked, capex
+    return start, a_pts, c_pts, locked, capex, step_segments(uc, up, cnt)
+
+
+@numba.njit(cache=True, nogil=True)
+def step_segments(uc, up, cnt):  # pragma: no cover (compiled)
+    """The segments of positive width of the curves of :func:`step_points` (the
+    ``clearing_kernels.segments`` of its points, without reading them): one flat step per
+    option, ``(firm, a0, da, c0, dc)`` with ``da`` the difference of the step's end points as
+    stored (their padding and the jumps between options have no width)."""
+    m = 0
+    for r in range(cnt.size):
+        m += cnt[r]
+    firm = np.empty(m, dtype=np.int64)
+    a0, da, c0, dc = np.empty(m), np.empty(m), np.empty(m), np.empty(m)
+    s = 0
+    for r in range(cnt.size):
+        q = 0.0
+        for t in range(cnt[r]):
+            end = q + up[r, t]
+            d = end - q
+            if d > 0:
+                firm[s], a0[s], da[s], c0[s] = r, q, d, uc[r, t]
+                dc[s] = uc[r, t] - uc[r, t]
+                s += 1
+            q = end
+    return firm[:s], a0[:s], da[:s], c0[:s], dc[:s]
 
 
 @numba.njit(cache=True, nogil=True)

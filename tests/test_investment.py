@@ -11,6 +11,7 @@ import pytest
 
 from model import demography as dem
 from model import investment as inv
+from model.clearing_kernels import segments
 from model.mac import MACCurves
 from model.population import (
     THRESHOLD,
@@ -808,6 +809,11 @@ def test_market_year_is_curves_then_decide_then_sums_in_use(seed):
                               active_until=until)
         for name in ("start", "abatement", "cost"):
             np.testing.assert_array_equal(getattr(got.curves, name), getattr(want, name))
+        # the segments read off the options are those of the points, to the last bit
+        c = got.curves
+        for a, b in zip(c._segments, segments(c.start, c.abatement, c.cost)):
+            assert np.asarray(a).dtype == np.asarray(b).dtype
+            assert np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
         inv.decide(slow, inv.option_costs(o, year, slow.cumulative), prices, 0.05, year,
                    o.lifetime, o.tonnes(e), eligible=eligible, active_until=until,
                    path=path.astype(np.intp))
