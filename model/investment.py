@@ -401,6 +401,8 @@ def _discounted_sums(p: np.ndarray, discount_rate: np.ndarray | float,
     r = np.asarray(discount_rate, dtype=np.float64)
     if r.ndim == 0:  # one rate (the model's): its weights are kept
         w, weight = _weights(float(r), longest)
+        if p.ndim == 2 and p.shape[1] >= longest:  # (numpy's cumsum, in one compiled pass)
+            return kernels.discounted_running(np.asarray(p, dtype=np.float64), w), weight
     else:
         w, weight = _weights_of(r[:, None], longest)
     running = np.zeros((p.shape[0], longest + 1))
@@ -590,13 +592,13 @@ def market_year(options: TechOptions, emissions: np.ndarray, rows: np.ndarray, y
         active_until: Each firm's last year (prices after it count as 0), as in :func:`decide`.
     """
     factor = _cost_factor(options, year, state.cumulative, learning)
-    longest = max(1, int(np.max(options.lifetime, initial=1)))
+    longest = options.longest_lifetime
     running, weight = _discounted_sums(
         _price_path(np.asarray(expected_prices, dtype=np.float64), None, longest),
         float(discount_rate), longest)
     until = np.zeros(0, np.int64) if active_until is None else np.asarray(active_until, np.int64)
     start, a_pts, c_pts, locked, capex, segments = kernels.market_slots(
-        options.cost, factor, year >= options.first_year, ~options.capital, options.potential,
+        options.cost, factor, year >= options.first_year, options.operational, options.potential,
         np.asarray(emissions, dtype=np.float64), options.option,
         np.asarray(options.lifetime, dtype=np.int64), np.asarray(rows, np.intp),
         state.slot_from, state.slot_until, state.slot_cost, state.cumulative, year, running,

@@ -317,6 +317,21 @@ def step_segments(uc, up, cnt):  # pragma: no cover (compiled)
 
 
 @numba.njit(cache=True, nogil=True)
+def discounted_running(p, w):  # pragma: no cover (compiled)
+    """``running[q, h] = sum_{k < h} p[q, k] w[k]`` for ``h = 0 .. w.size`` (yuan/t), summed as
+    ``np.cumsum(p[:, :L] * w, axis=1)`` (one product, then the running sum, year by year)."""
+    n, longest = p.shape[0], w.size
+    running = np.zeros((n, longest + 1))
+    for q in range(n):
+        s = 0.0
+        for h in range(longest):
+            v = p[q, h] * w[h]
+            s = v if h == 0 else s + v
+            running[q, h + 1] = s
+    return running
+
+
+@numba.njit(cache=True, nogil=True)
 def insert_option(uc, up, r, u, c, p):  # pragma: no cover (compiled)
     """Insert cost ``c`` and potential ``p`` into row ``r``'s ``u`` options sorted by cost,
     after those of equal cost (a stable insertion sort); returns the new count."""

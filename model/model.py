@@ -261,12 +261,12 @@ class CarbonMarket(mesa.Model):
         """
         sc, f, ex = self.config, self.firms, self.expectations
         x = self._exogenous(year)
-        horizon = max(1, int(f.options.lifetime.max(initial=1)))
+        horizon = f.options.longest_lifetime
         # The distinct expected price paths, one per rule, and each firm's (its rule): flat at
         # the rule's expected price (myopic, adaptive), the perfect-foresight path. Firms that
         # share a path share its discounted sums.
         paths = np.repeat(ex.rule_prices(year)[:, None], horizon, axis=1)
-        if ex.needs_path:
+        if ex.path:  # (the path of the firms with perfect foresight, set if any has it)
             future = [ex.path.get(year + k) for k in range(horizon)]
             last = next(p for p in reversed([ex.path.get(year, 0.0), *future]) if p is not None)
             paths[PERFECT] = [last if p is None else p for p in future]

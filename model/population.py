@@ -156,6 +156,18 @@ class TechOptions:
         mask.flags.writeable = False
         return mask
 
+    @functools.cached_property
+    def operational(self) -> np.ndarray:
+        """Boolean mask of the operational options (``~capital``; read-only, kept)."""
+        mask = ~self.capital
+        mask.flags.writeable = False
+        return mask
+
+    @functools.cached_property
+    def longest_lifetime(self) -> int:
+        """The longest lifetime of an option, years (at least 1)."""
+        return max(1, int(np.max(self.lifetime, initial=1)))
+
     def per_slot(self, values: np.ndarray, fill=0) -> np.ndarray:
         """Per-option ``values`` (shape ``(n_options,)``) at each slot, ``fill`` in padding."""
         values = np.asarray(values)

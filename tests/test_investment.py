@@ -827,3 +827,19 @@ def test_market_year_is_curves_then_decide_then_sums_in_use(seed):
     assert no_state.flat.size == 0
     np.testing.assert_array_equal(no_state.curves.cost, inv.operational_curves(
         o.take(rows), e[rows], 2030, fast.cumulative).cost)
+
+
+def test_discounted_running_sums_are_numpys_cumsum():
+    """The compiled running sums of discounted prices repeat np.cumsum bit for bit (signs of
+    zero included), also for paths longer than the weights."""
+    from model.investment_kernels import discounted_running
+
+    rng = np.random.default_rng(3)
+    for longest, extra in ((1, 0), (7, 0), (30, 5)):
+        p = rng.uniform(-100, 500, (4, longest + extra))
+        p[0, 0], p[1, :2] = -0.0, 0.0
+        w = (1.0 + 0.05) ** -np.arange(longest, dtype=np.float64)
+        want = np.zeros((4, longest + 1))
+        np.cumsum(p[:, :longest] * w, axis=1, out=want[:, 1:])
+        got = discounted_running(p, w)
+        assert np.array_equal(got.view(np.int64), want.view(np.int64))
