@@ -148,9 +148,16 @@ def growth_powers(rates: tuple[tuple[float, ...], tuple[float, ...]],
 @functools.lru_cache(maxsize=64)
 def _rates(output: tuple, intensity: tuple) -> tuple[dict[str, float], dict[str, float]]:
     """Yearly output growth and intensity change by sector: data, then scenario overrides."""
+    growth, intensity_change = _table_rates()
+    return growth | dict(output), intensity_change | dict(intensity)
+
+
+@functools.lru_cache(maxsize=1)
+def _table_rates() -> tuple[dict[str, float], dict[str, float]]:
+    """The yearly output growth and intensity change of ``sectors.csv`` by sector (read once:
+    a sweep's runs each override them differently)."""
     table = sector_table().set_index("sector")
-    return (table["output_growth"].to_dict() | dict(output),
-            table["intensity_change"].to_dict() | dict(intensity))
+    return table["output_growth"].to_dict(), table["intensity_change"].to_dict()
 
 
 def covered(firms: Firms, emissions: np.ndarray, scenario: Scenario, year: int) -> np.ndarray:
