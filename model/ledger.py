@@ -60,10 +60,18 @@ class YearRecord:
 
 @dataclass
 class Ledger:
-    """The registry over a run: the bank each firm holds and one record per year."""
+    """The registry over a run: the bank each firm holds and one record per year.
+
+    Attributes:
+        n_firms: Firms in the registry.
+        rtol: Relative tolerance of the conservation checks.
+        keep_records: Keep every year's record in :attr:`records` (False: the last year's only;
+            sweeps that need only the yearly totals free each year's per-firm arrays at once).
+    """
 
     n_firms: int
     rtol: float = 1e-9
+    keep_records: bool = True
     bank: np.ndarray = field(init=False)
     owed: np.ndarray = field(init=False)  # shortfall still to deduct from future allocation
     records: list[YearRecord] = field(default_factory=list)
@@ -111,6 +119,8 @@ class Ledger:
         self.bank = rec.banked
         # a shortfall (if deducted) and borrowing are repaid from the next year's allocation
         self.owed = owed
+        if not self.keep_records:
+            self.records.clear()
         self.records.append(rec)
 
 

@@ -85,8 +85,9 @@ class CarbonMarket(mesa.Model):
             rng: Seed (default: ``scenario.seed``). All random draws come from ``self.rng``.
             agents: Create one :class:`Firm` agent per firm (the browser and the DataCollector
                 use them; batch runs of very large tables may skip them).
-            record_firms: Keep each year's per-firm rows for ``firms.csv`` (sweeps that need only
-                the yearly totals skip them).
+            record_firms: Keep each year's per-firm rows for ``firms.csv`` and the registry's
+                record of every year (sweeps that need only the yearly totals skip them: the
+                registry keeps the last year's).
             counterfactual: Also compute, every year, the total cost without trading
                 (``total_cost_no_trading`` in ``history``) when the scenario trades; a scenario
                 without trading always reports the cost with trading.
@@ -124,7 +125,7 @@ class CarbonMarket(mesa.Model):
         self.firms = firms = _apply_mac_scales(firms, scenario)
         self.investment = investment.InvestmentState.new(firms.options) if self.dynamic else None
         self.year = scenario.start_year - 1
-        self.ledger = Ledger(firms.n)
+        self.ledger = Ledger(firms.n, keep_records=record_firms)
         self.previous_price: float | None = None
         self.history: list[dict] = []
         self.firm_rows: list[dict[str, np.ndarray]] = []

@@ -66,6 +66,25 @@ def test_allowances_are_conserved_over_years_with_banking(seed, n, years, limit_
     assert issued == pytest.approx(surrendered_total + cancelled_total + ledger.bank.sum())
 
 
+def test_a_ledger_without_records_books_the_same() -> None:
+    """Keeping only the last year's record (sweeps) changes nothing the registry books."""
+    rng = np.random.default_rng(5)
+    full, lean = Ledger(3), Ledger(3, keep_records=False)
+    for year in range(2025, 2029):
+        free, carry = rng.uniform(0, 100, 3), rng.uniform(0, 50, 3)
+        recs = []
+        for ledger in (full, lean):
+            holdings, bank_in, deducted = ledger.opening(free)
+            rec = record(year, free, bank_in, deducted, np.zeros(3), 0.5 * holdings,
+                         shortfall=np.array([0.0, 1.0, 0.0]))
+            ledger.record(rec, carry, deduct_shortfall=True)
+            recs.append(rec)
+        assert np.array_equal(full.bank, lean.bank) and np.array_equal(full.owed, lean.owed)
+        assert np.array_equal(recs[0].expired, recs[1].expired)
+    assert [r.year for r in full.records] == [2025, 2026, 2027, 2028]
+    assert lean.records == [recs[1]]
+
+
 @pytest.mark.parametrize("flow", ["bought", "reserve"])
 def test_a_flow_that_creates_allowances_raises(flow: str) -> None:
     ledger = Ledger(2)

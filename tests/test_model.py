@@ -77,6 +77,18 @@ def test_runs_sharing_a_population_do_not_change_each_other() -> None:
         a.firms.emissions[0] = 0.0
 
 
+def test_runs_without_firm_records_give_the_same_years() -> None:
+    """A sweep's runs keep neither per-firm rows nor the registry's past records: same totals."""
+    sc = load_scenario(BASELINE).replace(end_year=2026)
+    full = CarbonMarket(sc, agents=False)
+    lean = CarbonMarket(sc, agents=False, record_firms=False)
+    full.run()
+    lean.run()
+    assert full.history == lean.history
+    assert len(full.ledger.records) == 6 and len(full.firm_rows) == 6
+    assert [r.year for r in lean.ledger.records] == [2026] and lean.firm_rows == []
+
+
 def test_allowances_conserved_every_year(tables: Path) -> None:
     path = write_scenario(tables, "[allocation]\nbenchmark_decline = 0.2\n"
                           "auction_share = 0.1\n[banking]\ncarry_over = \"unlimited\"\n",
