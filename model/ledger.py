@@ -14,12 +14,15 @@ and that no firm ends the year holding a negative number of allowances.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
-from model.year_kernels import minimum
+from model.clearing_kernels import add_reduce
+from model.year_kernels import maximum, minimum
 
 
 class ConservationError(RuntimeError):
@@ -107,6 +110,60 @@ class Ledger:
             rec.free, rec.deducted, rec.bank_in, rec.bought, rec.surrendered, borrowed,
             carry_limit, float(rec.auctioned), float(rec.reserve_sales), float(rec.withheld),
             float(rec.auction_unsold), self.owed, shortfall)
+        self._keep(rec, worst, inflow, outflow, scale, owed)
+
+    def settle(self, year: int, market: MarketBook, grandfathered: np.ndarray,
+               emissions: np.ndarray, carry_rule: tuple[np.ndarray, float | None],
+               free: np.ndarray, deducted: np.ndarray, *, auctioned: float,
+               auction_unsold: float, reserve_sales: float, withheld: float,
+               deduct_shortfall: bool) -> tuple[YearRecord, np.ndarray, float]:
+        """Book a year from the market's results, in one pass over the firms: what
+        :meth:`record` does, after spreading the market's arrays over every firm of the registry
+        and working out the carry-over limits.
+
+        A grandfathered firm surrenders its emissions; a firm of the market borrows what it banks
+        below zero. Each firm's carry-over limit is ``base + multiple x max(net sales, 0)``
+        (``carry_rule``: :func:`model.policy.carry_over_rule`; the base alone for a multiple of
+        None); a firm of the market may hold more into the next year if its banking capacity or
+        what it banks is more.
+
+        Args:
+            year: The vintage.
+            market: The market's firms and their results (arrays over them), t.
+            grandfathered: Per firm of the registry: outside the market, surrenders its emissions.
+            emissions: Each firm's unabated emissions, t.
+            carry_rule: ``(base, multiple)`` of the carry-over limit (base per firm, t).
+            free, deducted: Each firm's free allocation and the deduction from it
+                (:meth:`opening`), t.
+            auctioned, auction_unsold, reserve_sales, withheld: The year's market-wide flows, t.
+            deduct_shortfall: Whether a shortfall is owed (deducted from later allocation).
+
+        Returns:
+            ``(record, limit, borrowed)``: the year's record (its net sales ``-bought``), each
+            firm's carry-over limit (t) and the total borrowed by the market's firms (t).
+
+        Raises:
+            ConservationError: As :meth:`record`.
+        """
+        base, multiple = carry_rule
+        (offsets, surrendered, bought, shortfall, borrowed, limit, banked, expired, worst,
+         inflow, outflow, scale, owed, borrowed_total) = _settle(
+            self.n_firms, market.index, market.offsets, market.surrendered, market.bought,
+            market.shortfall, market.banked, market.capacity, grandfathered, emissions, base,
+            math.nan if multiple is None else float(multiple), free, deducted, self.bank,
+            self.owed, deduct_shortfall, float(auctioned), float(reserve_sales),
+            float(withheld), float(auction_unsold))
+        rec = YearRecord(
+            year=year, free=free, bank_in=self.bank, deducted=deducted, bought=bought,
+            surrendered=surrendered, ccer=offsets, shortfall=shortfall, banked=banked,
+            expired=expired, auctioned=auctioned, auction_unsold=auction_unsold,
+            reserve_sales=reserve_sales, withheld=withheld, borrowed=borrowed)
+        self._keep(rec, worst, inflow, outflow, scale, owed)
+        return rec, limit, borrowed_total
+
+    def _keep(self, rec: YearRecord, worst: tuple[float, float], inflow: float, outflow: float,
+              scale: float, owed: np.ndarray) -> None:
+        """Check a booked year's conservation and keep it: its bank and what is owed after it."""
         tol = self.rtol * max(scale, 1.0)
         if worst[1] < -tol:
             raise ConservationError(
@@ -122,6 +179,27 @@ class Ledger:
         if not self.keep_records:
             self.records.clear()
         self.records.append(rec)
+
+
+class MarketBook(NamedTuple):
+    """The market's firms and their results at the equilibrium, arrays over them (t):
+    :meth:`Ledger.settle` books them into the registry.
+
+    Attributes:
+        index: The firms of the market (indices into the registry, increasing).
+        offsets, surrendered, bought, shortfall: CCER and CEA surrendered, CEA bought (negative:
+            sold) and the shortfall.
+        banked: What each holds for later years (negative: borrowed).
+        capacity: What each may bank by its banking demand.
+    """
+
+    index: np.ndarray
+    offsets: np.ndarray
+    surrendered: np.ndarray
+    bought: np.ndarray
+    shortfall: np.ndarray
+    banked: np.ndarray
+    capacity: np.ndarray
 
 
 @numba.njit(cache=True, nogil=True)
@@ -153,27 +231,95 @@ def _close(free, deducted, bank_in, bought, surrendered, borrowed, carry_limit, 
     scale = auctioned + reserve_sales + withheld
     inflow = auctioned + reserve_sales
     outflow = withheld + auction_unsold
+    with_borrowed, with_shortfall = borrowed.size > 0, shortfall.size > 0
     for i in range(n):
-        end = free[i] - deducted[i]
-        end += bank_in[i]
-        end += bought[i]
-        end -= surrendered[i]
-        if borrowed.size:
-            end += borrowed[i]
-            inflow += borrowed[i]
+        br = borrowed[i] if with_borrowed else 0.0
+        if with_borrowed:
+            inflow += br
+        end, banked[i], expired[i], owed_after[i], ds, di, do = _close_firm(
+            free[i], deducted[i], bank_in[i], bought[i], surrendered[i], br, with_borrowed,
+            carry_limit[i], owed[i], shortfall[i] if with_shortfall else 0.0, with_shortfall)
         if end < low:
             lowest, low = i, end
-        end = max(end, 0.0)
-        banked[i] = min(end, carry_limit[i])
-        expired[i] = end - banked[i]
-        scale += (abs(free[i]) + abs(bank_in[i]) + abs(bought[i]) + abs(surrendered[i])
-                  + abs(deducted[i]))
-        inflow += free[i] - deducted[i] + bank_in[i]
-        outflow += surrendered[i] + banked[i] + expired[i]
-        o = owed[i]
-        if shortfall.size:
-            o = o + shortfall[i]
-        if borrowed.size:
-            o = o + borrowed[i]
-        owed_after[i] = o
+        scale += ds
+        inflow += di
+        outflow += do
     return banked, expired, (float(lowest), low), inflow, outflow, scale, owed_after
+
+
+@numba.njit(cache=True, nogil=True)
+def _settle(n, index, offsets_m, surrendered_m, bought_m, shortfall_m, banked_m, capacity,
+            grandfathered, emissions, base, multiple, free, deducted, bank_in, owed,
+            deduct_shortfall, auctioned, reserve_sales, withheld,
+            auction_unsold):  # pragma: no cover (compiled)
+    """One pass of :meth:`Ledger.settle` over the firms (market firms ``index``, increasing):
+    the market's arrays spread over every firm (0 elsewhere; a grandfathered firm surrenders
+    its emissions), borrowed ``max(-banked, 0)``, the carry-over limit of the net sales
+    ``-bought`` and what each firm may hold, then :func:`_close` of each firm. The total borrowed
+    is summed over the market's firms as numpy does."""
+    offsets, surrendered, bought = np.empty(n), np.empty(n), np.empty(n)
+    shortfall, borrowed, limit = np.empty(n), np.empty(n), np.empty(n)
+    banked, expired, owed_after = np.empty(n), np.empty(n), np.empty(n)
+    borrowed_m = np.empty(index.size)
+    lowest, low = 0, np.inf
+    scale = auctioned + reserve_sales + withheld
+    inflow = auctioned + reserve_sales
+    outflow = withheld + auction_unsold
+    no_multiple = multiple != multiple
+    r = 0
+    for i in range(n):
+        in_market = r < index.size and index[r] == i
+        if in_market:
+            o, s, b, sh = offsets_m[r], surrendered_m[r], bought_m[r], shortfall_m[r]
+            br = maximum(-banked_m[r], 0.0)
+            borrowed_m[r] = br
+        else:
+            o = s = b = sh = br = 0.0
+        if grandfathered[i]:
+            s = emissions[i]
+        offsets[i], surrendered[i], bought[i], shortfall[i], borrowed[i] = o, s, b, sh, br
+        lim = base[i] if no_multiple else base[i] + multiple * maximum(-b, 0.0)
+        limit[i] = lim
+        carry = lim
+        if in_market:
+            carry = maximum(lim, maximum(capacity[r], banked_m[r]))
+            r += 1
+        inflow += br
+        end, banked[i], expired[i], owed_after[i], ds, di, do = _close_firm(
+            free[i], deducted[i], bank_in[i], b, s, br, True, carry, owed[i], sh,
+            deduct_shortfall)
+        if end < low:
+            lowest, low = i, end
+        scale += ds
+        inflow += di
+        outflow += do
+    return (offsets, surrendered, bought, shortfall, borrowed, limit, banked, expired,
+            (float(lowest), low), inflow, outflow, scale, owed_after,
+            add_reduce(borrowed_m, index.size))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _close_firm(free, deducted, bank_in, bought, surrendered, borrowed, with_borrowed, carry,
+                owed, shortfall, with_shortfall):  # pragma: no cover (compiled)
+    """Close one firm's year (:func:`_close`; its ``borrowed`` already counted in the inflow):
+    ``(end, banked, expired, owed)``, its holdings at the end of the year before the floor at 0
+    and what it banks, lets expire and owes after the year (t), and its parts of the year's
+    scale, inflow and outflow (t)."""
+    end = free - deducted
+    end += bank_in
+    end += bought
+    end -= surrendered
+    if with_borrowed:
+        end += borrowed
+    low = end
+    end = max(end, 0.0)
+    b = min(end, carry)
+    expired = end - b
+    o = owed
+    if with_shortfall:
+        o = o + shortfall
+    if with_borrowed:
+        o = o + borrowed
+    return (low, b, expired, o,
+            abs(free) + abs(bank_in) + abs(bought) + abs(surrendered) + abs(deducted),
+            free - deducted + bank_in, surrendered + b + expired)

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 import mesa
 import numpy as np
 
-from model import demography, investment, policy, year_kernels
+from model import demography, investment, policy
 from model.agents import Firm
 from model.banking import demand as banking_demand
 from model.expectations import PERFECT, Expectations
 from model.frictions import clear_with_frictions, participation_types
 from model.intertemporal import YearMarket, hotelling_path
-from model.ledger import Ledger, YearRecord
+from model.ledger import Ledger, MarketBook
 from model.mac import Knots, MACCurves
 from model.market import (
     Bounds,
@@ -129,8 +129,8 @@ class CarbonMarket(mesa.Model):
         self.previous_price: float | None = None
         self.history: list[dict] = []
         self.firm_rows: list[dict[str, np.ndarray]] = []
-        self.last_net_sales = np.zeros(firms.n)
-        self._carry_kept: tuple | None = None  # (scenario, net sales, limit): _carry_over_limit
+        self._last_bought = np.zeros(firms.n)  # last year's CEA bought (net sales: its negative)
+        self._carry_kept: tuple | None = None  # (scenario, bought, limit): _carry_over_limit
         ex = scenario.expectations
         self.expectations = Expectations.draw(
             self.rng, firms.n, (ex.myopic, ex.adaptive, ex.perfect), ex.adaptive_weight,
@@ -276,16 +276,16 @@ class CarbonMarket(mesa.Model):
                                    active_until=f.active_until, learning=sc.investment.learning)
         return dataclasses.replace(x, curves=m.curves), m.locked, m.capital_cost
 
-    def _carry_over_limit(self, net_sales: np.ndarray) -> np.ndarray:
-        """:func:`policy.carry_over_limit` of every firm for ``net_sales`` (t; read-only). The
-        limit of a year's net sales is computed when the year closes and kept: the next year's
-        banking demand needs it again (unless the scenario changed in between)."""
-        kept = self._carry_kept
-        if kept is not None and kept[0] is self.config and kept[1] is net_sales:
+    def _carry_over_limit(self) -> np.ndarray:
+        """:func:`policy.carry_over_limit` of every firm for last year's net sales (t;
+        read-only). The registry works it out when the year closes and it is kept: the next
+        year's banking demand needs it again (unless the scenario changed in between)."""
+        bought, kept = self._last_bought, self._carry_kept
+        if kept is not None and kept[0] is self.config and kept[1] is bought:
             return kept[2]
-        limit = policy.carry_over_limit(self.firms, self.config, net_sales)
+        limit = policy.carry_over_limit(self.firms, self.config, -bought)
         limit.flags.writeable = False
-        self._carry_kept = (self.config, net_sales, limit)
+        self._carry_kept = (self.config, bought, limit)
         return limit
 
     def _project(self) -> tuple[dict[int, float], dict[int, float]]:
@@ -342,7 +342,7 @@ class CarbonMarket(mesa.Model):
         # above today's, within its carry-over limit, and may borrow above it.
         # Firms with perfect foresight hold the path's bank, in proportion to their allocation.
         threshold, capacity, borrow, planned, any_foresight = banking_demand(
-            idx, self._carry_over_limit(self.last_net_sales),
+            idx, self._carry_over_limit(),
             float(free.sum() + auctioned + holdings.sum()), free,
             sc.banking.borrowing if sc.banking.enabled else 0.0, ex.rule,
             ex.rule_thresholds(year), PERFECT, sc.market.trading,
@@ -398,29 +398,19 @@ class CarbonMarket(mesa.Model):
         if self.dynamic:  # operational + locked-in capital options, and their capital charges
             abatement_m = abatement_m + locked_m
             abatement_cost_m = abatement_cost_m + capex_m
-        # (one compiled pass: the market's arrays spread over every firm of the registry)
-        offsets, surrendered, bought, shortfall, borrowed, net_sales, borrowed_total = (
-            year_kernels.book(
-                n, idx, pos.offsets, pos.surrendered, pos.cea_bought, pos.shortfall, banked_m,
-                grand, e))
-        rec = YearRecord(
-            year=year, free=free, bank_in=bank_in, deducted=deducted, bought=bought,
-            surrendered=surrendered, ccer=offsets, shortfall=shortfall,
-            banked=_FILLED, expired=_FILLED, auctioned=auctioned,  # (by the registry)
+        # (one compiled pass: the market's arrays spread over every firm of the registry, the
+        # carry-over limits of the year's net sales, kept: next year's banking demand reads
+        # them; what each firm banks, within its limit or more if it banks or borrows more in
+        # the market, and what expires)
+        rec, limit, borrowed_total = self.ledger.settle(
+            year, MarketBook(idx, pos.offsets, pos.surrendered, pos.cea_bought, pos.shortfall,
+                             banked_m, capacity),
+            grand, e, policy.carry_over_rule(f, sc), free, deducted, auctioned=auctioned,
             auction_unsold=auction_unsold, reserve_sales=reserve, withheld=withheld,
-            borrowed=borrowed,
-        )
-        # What a firm may hold into the next year: its carry-over limit (kept: next year's
-        # banking demand reads it), or for a firm in the market more if it banks (or borrows)
-        # more. (one compiled pass)
-        base, multiple = policy.carry_over_rule(f, sc)
-        limit, carry_limit = year_kernels.carry_limits(
-            net_sales, base, math.nan if multiple is None else float(multiple), idx, capacity,
-            banked_m)
+            deduct_shortfall=sc.compliance.deduct_shortfall)
         limit.flags.writeable = False
-        self._carry_kept = (sc, net_sales, limit)
-        self.ledger.record(rec, carry_limit, sc.compliance.deduct_shortfall)
-        self.last_net_sales = net_sales
+        self._carry_kept = (sc, rec.bought, limit)
+        self._last_bought = rec.bought
         cost_m = abatement_cost_m + pos.offset_cost + pos.trade_cost + pos.penalty_cost
 
         def firm_state() -> dict[str, np.ndarray]:
@@ -433,10 +423,10 @@ class CarbonMarket(mesa.Model):
             return {
                 "covered": cov.astype(float), "output": x.output,
                 "emissions": np.where(cov, e - abatement, 0.0), "abatement": abatement,
-                "allocation": free - deducted, "cea_bought": bought, "ccer_used": offsets,
+                "allocation": free - deducted, "cea_bought": rec.bought, "ccer_used": rec.ccer,
                 "banked": rec.banked, "mac": spread(curves.marginal_cost(pos.abatement)),
                 "total_cost": spread(cost_m), "unabated": np.where(cov, e, 0.0),
-                "surrendered": surrendered, "shortfall": shortfall,
+                "surrendered": rec.surrendered, "shortfall": rec.shortfall,
                 "abatement_cost": spread(abatement_cost_m),
                 "offset_cost": spread(pos.offset_cost), "trade_cost": spread(pos.trade_cost),
                 "penalty_cost": spread(pos.penalty_cost),
@@ -479,9 +469,6 @@ class CarbonMarket(mesa.Model):
         if self.record_firms:
             self.firm_rows.append({k: self.state[k][cov] for k in self.state} | {
                 "index": np.nonzero(cov)[0]})
-
-
-_FILLED = np.zeros(0)  # (a YearRecord's banked and expired, before Ledger.record fills them)
 
 
 @dataclass(frozen=True)

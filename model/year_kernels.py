@@ -1,10 +1,9 @@
-"""Compiled kernels (numba) of a year's settlement: firms' positions and the registry's book.
+"""Compiled kernels (numba) of a year's settlement: firms' positions at the equilibrium.
 
-Each pass here replaces a dozen numpy calls over the market's firms (a few microseconds each,
+The pass here replaces a dozen numpy calls over the market's firms (a few microseconds each,
 most of a national year's settlement) with one loop: :func:`model.market.positions` (offsets,
-trades, shortfall and costs of every firm at the equilibrium) and the yearly book of the
-simulation (:meth:`model.model.CarbonMarket._simulate_year`: the market's results spread over
-every firm of the registry).
+trades, shortfall and costs of every firm at the equilibrium). The registry's book of the year
+is one pass too (:meth:`model.ledger.Ledger.settle`).
 
 As in :mod:`model.clearing_kernels`, each kernel gives the numpy code it replaced to the last
 bit: the same operations in the same order, numpy's pairwise sums repeated by
@@ -90,45 +89,3 @@ def positions(abatement, emissions, holdings, banked, offsets, shortfall, surplu
         trade_cost[i] = bought[i] * cea_price
         penalty_cost[i] = short[i] * penalty
     return o, surrendered, bought, short, unsold, offset_cost, trade_cost, penalty_cost
-
-
-@numba.njit(cache=True, nogil=True)
-def book(n, index, offsets_m, surrendered_m, bought_m, shortfall_m, banked_m, grandfathered,
-         emissions):  # pragma: no cover (compiled)
-    """The year's book of the registry over all ``n`` firms from the market's arrays (firms
-    ``index``; 0 elsewhere): CCER and CEA surrendered (a grandfathered firm surrenders its
-    emissions), CEA bought, shortfall, borrowed (``max(-banked, 0)``), and net sales
-    (``-bought``), t; and the total borrowed (summed over the market's firms, t)."""
-    offsets, surrendered, bought = np.zeros(n), np.zeros(n), np.zeros(n)
-    shortfall, borrowed, net_sales = np.zeros(n), np.zeros(n), np.empty(n)
-    borrowed_m = np.empty(index.size)
-    for r in range(index.size):
-        i = index[r]
-        offsets[i], surrendered[i] = offsets_m[r], surrendered_m[r]
-        bought[i], shortfall[i] = bought_m[r], shortfall_m[r]
-        b = -banked_m[r]
-        borrowed_m[r] = borrowed[i] = maximum(b, 0.0)
-    for i in range(n):
-        if grandfathered[i]:
-            surrendered[i] = emissions[i]
-        net_sales[i] = -bought[i]
-    return (offsets, surrendered, bought, shortfall, borrowed, net_sales,
-            add_reduce(borrowed_m, index.size))
-
-
-@numba.njit(cache=True, nogil=True)
-def carry_limits(net_sales, base, multiple, index, capacity, banked_m):  # pragma: no cover
-    """The carry-over limit of every firm for the year's ``net_sales`` (t), ``base + multiple x
-    max(net sales, 0)`` (:func:`model.policy.carry_over_rule`; ``base`` alone for a NaN
-    ``multiple``), and what each may hold into the next year: its limit, or for a firm of the
-    market (``index``) more if its banking ``capacity`` or what it banks is more."""
-    n = base.size
-    limit = np.empty(n)
-    for i in range(n):
-        limit[i] = base[i] if multiple != multiple else base[i] + multiple * maximum(
-            net_sales[i], 0.0)
-    carry = limit.copy()
-    for r in range(index.size):
-        i = index[r]
-        carry[i] = maximum(limit[i], maximum(capacity[r], banked_m[r]))
-    return limit, carry

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.ledger import ConservationError, Ledger, YearRecord
+from model.ledger import ConservationError, Ledger, MarketBook, YearRecord
 
 
 def record(year: int, free, bank_in, deducted, bought, surrendered, *, shortfall=None,
@@ -211,3 +211,77 @@ def test_opening_and_debts_are_the_array_rule(seed) -> None:
         owed = owed + borrowed
         bank = rec.banked
         assert np.array_equal(ledger.owed.view(np.int64), owed.view(np.int64))
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal to the last bit (signs of zero and NaNs included)."""
+    return a.shape == b.shape and np.array_equal(np.asarray(a, np.float64).view(np.int64),
+                                                 np.asarray(b, np.float64).view(np.int64))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("multiple", [1.5, None])
+def test_settle_is_the_book_the_carry_over_rule_and_record(seed, multiple) -> None:
+    """The one pass of :meth:`Ledger.settle` gives, bit for bit, the numpy rule of the yearly
+    book (the market's arrays spread over all firms, grandfathered firms surrender their
+    emissions, borrowing), the carry-over limits and :meth:`Ledger.record`, over years."""
+    rng = np.random.default_rng(seed)
+    n = 500
+    fused, plain = Ledger(n), Ledger(n)
+    for year in range(2025, 2029):
+        index = np.flatnonzero(rng.random(n) < 0.5)
+        m = index.size
+        free = rng.uniform(100, 1e3, n)
+        holdings, bank_in, deducted = fused.opening(free)
+        plain.opening(free)
+        surrendered_m = 0.5 * holdings[index]
+        # purchases net of sales: what the market adds (auctioned + reserve - unsold - withheld)
+        bought_m = np.where(rng.random(m) < 0.2, 0.0, rng.normal(0, 10, m))
+        bought_m += (28.0 - bought_m.sum()) / m
+        offsets_m, shortfall_m = rng.uniform(0, 10, m), np.where(rng.random(m) < 0.8, 0.0, 5.0)
+        banked_m = np.where(rng.random(m) < 0.3, -0.0, rng.normal(0, 20, m))
+        capacity = np.where(rng.random(m) < 0.2, np.inf, rng.uniform(0, 1e3, m))
+        grand = rng.random(n) < 0.1
+        grand[index] = False
+        e = rng.uniform(0, 1e2, n)
+        base = rng.choice([0.0, 100.0], n)
+        rec, limit, borrowed_total = fused.settle(
+            year, MarketBook(index, offsets_m, surrendered_m, bought_m, shortfall_m, banked_m,
+                             capacity),
+            grand, e, (base, multiple), free, deducted, auctioned=30.0, auction_unsold=1.0,
+            reserve_sales=2.0, withheld=3.0, deduct_shortfall=True)
+        # the numpy rule
+        book = [np.zeros(n) for _ in range(5)]
+        for row, v in zip(book, (offsets_m, surrendered_m, bought_m, shortfall_m,
+                                 np.maximum(-banked_m, 0.0))):
+            row[index] = v
+        book[1][grand] = e[grand]
+        net_sales = -book[2]
+        want_limit = base.copy() if multiple is None else base + multiple * np.maximum(
+            net_sales, 0.0)
+        carry = want_limit.copy()
+        carry[index] = np.maximum(want_limit.take(index), np.maximum(capacity, banked_m))
+        want = YearRecord(year, free, bank_in, deducted, book[2], book[1], book[0], book[3],
+                          np.zeros(0), np.zeros(0), 30.0, 1.0, 2.0, 3.0, borrowed=book[4])
+        plain.record(want, carry, deduct_shortfall=True)
+        assert same(limit, want_limit)
+        assert borrowed_total == np.maximum(-banked_m, 0.0).sum()
+        for name in ("ccer", "surrendered", "bought", "shortfall", "borrowed", "banked",
+                     "expired", "free", "deducted", "bank_in"):
+            assert same(getattr(rec, name), getattr(want, name)), name
+        assert same(fused.owed, plain.owed) and same(fused.bank, plain.bank)
+        assert rec.expired.sum() > 0 and rec.banked.sum() > 0  # (both limits bind somewhere)
+
+
+def test_settle_checks_conservation() -> None:
+    """A market whose purchases create allowances is refused by the one-pass book too."""
+    ledger = Ledger(2)
+    free = np.array([100.0, 100.0])
+    ledger.opening(free)
+    market = MarketBook(np.array([0, 1]), np.zeros(2), np.array([50.0, 50.0]),
+                        np.array([-30.0, 40.0]), np.zeros(2), np.zeros(2), np.zeros(2))
+    with pytest.raises(ConservationError, match="not conserved"):
+        ledger.settle(2025, market, np.zeros(2, bool), np.zeros(2), (np.zeros(2), None), free,
+                      np.zeros(2), auctioned=0.0, auction_unsold=0.0, reserve_sales=0.0,
+                      withheld=0.0, deduct_shortfall=True)
+    assert ledger.records == []
