@@ -252,13 +252,14 @@ class CarbonMarket(mesa.Model):
             f.options, x.emissions, x.year, f.options.initial_deployment, place,
             include_capital=True, learning=self.config.investment.learning, rows=idx)
 
-    def _invest(self, year: int) -> tuple[YearInputs, np.ndarray, np.ndarray]:
+    def _invest(self, year: int) -> tuple[YearInputs, MACCurves, np.ndarray, np.ndarray]:
         """``year``'s market with investment, in one pass over its firms' option slots
         (:func:`investment.market_year`): the curves of the operational options, the capital
         options adopted where they pay at the firms' expected prices, and those in use.
 
-        Returns the year's inputs with the curves, the abatement locked in by capital options
-        (t) and their yearly capital charges (yuan), per firm of the market.
+        Returns the year's inputs (without curves), the market's MAC curves, the abatement
+        locked in by capital options (t) and their yearly capital charges (yuan), per firm of
+        the market.
         """
         sc, f, ex = self.config, self.firms, self.expectations
         x = self._exogenous(year)
@@ -274,7 +275,7 @@ class CarbonMarket(mesa.Model):
         m = investment.market_year(f.options, x.emissions, x.market_index, year, self.investment,
                                    paths, sc.expectations.discount_rate, path=ex.rule,
                                    active_until=f.active_until, learning=sc.investment.learning)
-        return dataclasses.replace(x, curves=m.curves), m.locked, m.capital_cost
+        return x, m.curves, m.locked, m.capital_cost
 
     def _carry_over_limit(self) -> np.ndarray:
         """:func:`policy.carry_over_limit` of every firm for last year's net sales (t;
@@ -319,13 +320,16 @@ class CarbonMarket(mesa.Model):
         sc, f, ex = self.config, self.firms, self.expectations
         # With investment: the capital options in use, abatement locked in (t) and their yearly
         # capital charges (yuan; the same with or without trading), per firm of the market.
-        x, locked_m, capex_m = self._invest(year) if self.dynamic else (self._inputs(year),
-                                                                         None, None)
+        if self.dynamic:
+            x, curves, locked_m, capex_m = self._invest(year)
+        else:
+            x = self._inputs(year)
+            curves, locked_m, capex_m = x.curves, None, None
         e, cov, grand, free, auctioned = (x.emissions, x.covered, x.grandfathered, x.free,
                                           x.auctioned)
         idx = x.market_index
         holdings, bank_in, deducted = self.ledger.opening(free)
-        curves, ccer, limit = x.curves, x.offsets, sc.offsets.limit
+        ccer, limit = x.offsets, sc.offsets.limit
         capex_total = float(capex_m.sum()) if self.dynamic else 0.0
         penalty = policy.penalty_level(sc, self.previous_price)
         price_cap = penalty
