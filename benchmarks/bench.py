@@ -175,22 +175,22 @@ def sweep_speed(n: int) -> None:
         serial = n / (time.perf_counter() - t)
         base_n = 1 << max(0, math.ceil(math.log2(4 * n / 13)))  # a power of 2, >= 4n / 13
         (d / "speed.toml").write_text(re.sub(r"(?m)^n = \d+", f"n = {base_n}", text))
-        # (when each run's part file is written: the rate once every worker has started)
-        done, write = [], sweep_module._atomic
+        # (when the sweep learns of each finished run: the rate once every worker has started)
+        done, processes = [], sweep_module._processes
 
-        def stamped(path: Path, w: object) -> None:
-            write(path, w)
-            if path.parent.name == "parts" and path.suffix == ".parquet":
+        def stamped(*args: object, **kwargs: object):
+            for outcome in processes(*args, **kwargs):
                 done.append(time.perf_counter())
+                yield outcome
 
-        sweep_module._atomic = stamped
+        sweep_module._processes = stamped
         try:
             s = sweep(load_experiment(d / "speed.toml"), d / "out", engine="processes",
                       workers=cores, progress=False)
         finally:
-            sweep_module._atomic = write
+            sweep_module._processes = processes
         # Once every worker has started (imports, compiled kernels loaded, population built):
-        # the rate between the parts written after each worker's second run and the last.
+        # the rate between the runs finished after each worker's second run and the last.
         k = 2 * cores
         steady = (len(done) - 1 - k) / (done[-1] - done[k])
     print("sweep of national-scale runs 2021-2060 (Sobol sample, calibrated population, "

@@ -97,14 +97,23 @@ def _release(model: object) -> None:
     vars(model).clear()
 
 
-def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool) -> Outcome:
+def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool,
+            parts: Path | None = None) -> Outcome:
     """Run one model run (in any process); a run that raises returns its error message
     (Ctrl-C interrupts it: a KeyboardInterrupt raised within a compiled kernel reaches Python
     as a SystemError caused by it, and is raised again as such).
 
+    Args:
+        run, outputs, counterfactual: The run, the outputs kept, and whether to compute the
+            cost without trading.
+        parts: Write the run's rows there (``rNNNNNN.parquet``, atomically) instead of
+            returning them: the workers of a local process pool save their own parts, which
+            leaves the sweep's process only the bookkeeping.
+
     Returns:
         ``("ok", run.run, frame)`` with one row per year (``run``, ``year`` and the outputs; an
-        output the run does not produce is NaN), or ``("error", run.run, "Type: message")``.
+        output the run does not produce is NaN; None if written to ``parts``), or
+        ``("error", run.run, "Type: message")``.
     """
     from model.model import CarbonMarket
 
@@ -122,11 +131,21 @@ def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool) -> Outcome
             dtype = np.int64 if c in INT_OUTPUTS else bool if c in BOOL_OUTPUTS else np.float64
             frame[c] = (np.array([r[c] for r in rows], dtype=dtype) if rows and c in rows[0]
                         else pd.Series(np.nan, index=range(len(rows))).to_numpy(dtype=dtype))
-        return "ok", run.run, pd.DataFrame(frame)
+        table = pd.DataFrame(frame)
     except Exception as e:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
         if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C inside a compiled kernel
             raise e.__cause__ from None
         return "error", run.run, f"{type(e).__name__}: {e}"
+    if parts is None:
+        return "ok", run.run, table
+    _write_part(parts, run.run, table)  # (a failed write is no failed run: the run is lost)
+    return "ok", run.run, None
+
+
+def _write_part(parts: Path, run: int, table: pd.DataFrame) -> None:
+    """Save a finished run's rows as ``parts/rNNNNNN.parquet``, atomically."""
+    _atomic(parts / f"r{run:06d}.parquet",
+            lambda p: pq.write_table(pa.Table.from_pandas(table, preserve_index=False), p))
 
 
 # ------------------------------------------------------------------------------ engines
@@ -152,12 +171,13 @@ def _worker_init(parent: int) -> None:
 
 
 def _processes(runs: list[Run], outputs: tuple[str, ...], cf_: bool, workers: int,
-               **_: Any) -> Iterator[Outcome]:
+               parts: Path | None = None, **_: Any) -> Iterator[Outcome]:
     ctx = multiprocessing.get_context("spawn")  # as Mesa's batch_run; no fork of threads
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                   initargs=(os.getpid(),))
     try:
-        futures = {pool.submit(execute, r, outputs, cf_): r.run for r in runs}
+        # (the workers save their runs' parts themselves)
+        futures = {pool.submit(execute, r, outputs, cf_, parts): r.run for r in runs}
         for fut in cf.as_completed(futures):
             try:
                 yield fut.result()
@@ -326,11 +346,11 @@ def sweep(exp: Experiment, out: str | Path, *, engine: str = "auto", workers: in
     try:
         if todo:
             gen = engines[engine](todo, exp.outputs, exp.counterfactual, workers=workers,
-                                  scheduler=scheduler)
+                                  scheduler=scheduler, parts=parts.absolute())
             for status, rid, value in gen:
                 if status == "ok":
-                    _atomic(parts / f"r{rid:06d}.parquet", lambda p, v=value: pq.write_table(
-                        pa.Table.from_pandas(v, preserve_index=False), p))
+                    if value is not None:  # (else saved by the worker)
+                        _write_part(parts, rid, value)
                 elif status == "error":
                     r = by_id[rid]
                     rec = {"run": rid, "seed": r.seed, "params": dict(r.params), "error": value}
