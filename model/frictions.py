@@ -257,7 +257,7 @@ class _Market:
             none = np.ones(self.e.size, bool)
             return np.where(self.long0, 0.0, self.m_full), none, ~none, ~none
         none = po >= self.m_full
-        full = self.lim_active & (po < self.m_lim) & ~none  # at po == m_lim: partial (limit from above)
+        full = self.lim_active & (po < self.m_lim) & ~none  # po == m_lim: partial (from above)
         part = ~none & ~full
         with np.errstate(invalid="ignore", divide="ignore"):
             at_limit = (self.m_lim - self.L * po) / max(1.0 - self.L, 1e-300)
@@ -282,6 +282,11 @@ class _Market:
         at_lim = (po < lam) if self.has_offsets else np.zeros(e.size, bool)
         a = self.curves.abatement_at(np.where(at_lim, (1.0 - L) * lam + L * po, lam))
         o = np.where(at_lim, L * (e - a), 0.0)
+        # A tie read through rounding (own price == trading price) with a flat MAC at the blended
+        # price can take a buyer past its own gap (a seller short of it): it complies alone.
+        g = e - a - o - h
+        alone |= (buyer & (g < 0)) | (seller & (g > 0))
+        buyer, seller = buyer & ~alone, seller & ~alone
         if alone.any():  # exactly the own gap: by abatement, offsets at the limit, or partial
             a_alone = np.where(none, self.a_full, self.a_lim)
             if (alone & part).any():

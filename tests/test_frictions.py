@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
@@ -214,6 +214,7 @@ def test_all_no_trade_is_autarky() -> None:
 # ------------------------------------------------------------------ an independent solution
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 100_000), n=st.integers(1, 15))
+@example(seed=626, n=3)  # an own-surplus firm at its tie on a flat (was shortfall -323.5 t)
 def test_frictions_equal_the_constrained_least_cost_lp(seed: int, n: int) -> None:
     """The equilibrium with frictions is the least-cost solution given them (Montgomery with
     participation constraints and tau as a cost per tonne traded on each side)."""
@@ -226,6 +227,49 @@ def test_frictions_equal_the_constrained_least_cost_lp(seed: int, n: int) -> Non
     lp = friction_lp(pot, cost, e, h, ypot, ycost, limit, bounds, types, tau, auctioned)
     assert social_cost(eq, pos, ccer, bounds) == pytest.approx(
         lp, rel=1e-6, abs=1e-6 * max(abs(lp), e.sum()))
+
+
+def test_a_restricted_firm_at_its_tie_on_a_flat_complies_alone() -> None:
+    """A short restricted firm whose own price at the offset limit is the penalty exactly.
+
+    The CCER price lands where ``(1 - L) penalty + L p_ccer`` is the cost of the flat MAC
+    segment that holds its own-gap abatement ``e - h / (1 - L)``; to rounding, the firm may read
+    as short at the penalty while abating at the flat's right end, past its gap (seed 626 of the
+    LP test: a negative shortfall). At the tie it must comply alone: positions conserved, no
+    negative shortfall, and the least cost of the LP. CCER flat within a few ulps of the tie.
+    """
+    rng = np.random.default_rng(1)
+    tried = 0
+    while tried < 60:
+        limit = float(rng.choice([0.05, 0.1, 0.3, 0.5]))
+        e = float(rng.uniform(1000, 5000))
+        h = e * (1.0 - rng.uniform(0.2, 0.6))
+        gap_at_limit = e - h / (1.0 - limit)  # abatement that closes the gap, offsets at the limit
+        flat_cost = float(rng.uniform(20, 200))
+        penalty = flat_cost + float(rng.uniform(1, 200))
+        tie = (flat_cost - (1.0 - limit) * penalty) / limit  # CCER price of the tie, yuan/t
+        if gap_at_limit <= 0 or tie <= 0:
+            continue
+        left = gap_at_limit * rng.uniform(0.1, 0.9)  # the flat spans [left, right], t
+        right = gap_at_limit + rng.uniform(0.1, 1.0) * (0.9 * e - gap_at_limit)
+        pot = np.array([[left, right - left, 0.95 * e - right]])
+        cost = np.array([[-5.0, flat_cost, 2.0 * penalty]])
+        curves = MACCurves.from_options(pot, cost)
+        # CCERs between what the firm wants alone and at the flat's left end: price at the tie
+        ypot = np.array([rng.uniform(e - h - gap_at_limit, limit * (e - left))])
+        types = np.array([rng.choice([OWN_SURPLUS, NO_TRADE])])
+        bounds = Bounds(penalty=penalty)
+        ea, ha = np.array([e]), np.array([h])
+        for ulps in range(-3, 4):
+            price = tie + ulps * math.ulp(tie)
+            ccer = MACCurves.from_options(ypot[None], np.array([[price]])).knots()
+            eq, pos = clear_with_frictions(curves, ea, ha, ccer, limit, bounds, types, 10.0)
+            check_positions(eq, pos, curves, ea, ha, ccer, limit, types, 10.0)
+            assert pos.abatement[0] <= gap_at_limit * (1 + 1e-12)  # never past its own gap
+            lp = friction_lp(pot, cost, ea, ha, ypot, np.array([price]), limit, bounds, types,
+                             10.0)
+            assert social_cost(eq, pos, ccer, bounds) == pytest.approx(lp, rel=1e-9, abs=1e-6)
+            tried += 1
 
 
 @settings(max_examples=60, deadline=None)
