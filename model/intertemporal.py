@@ -237,6 +237,10 @@ def _hair(p: float) -> float:
     return 0.45e-13 * max(abs(p), 1.0)
 
 
+_IN_ORDER = np.zeros(1, dtype=np.intp)  # (the order of a curve of one knot)
+_IN_ORDER.flags.writeable = False
+
+
 class _Stack:
     """One supply curve (:class:`Knots`) per year, stacked for evaluation at many prices at once.
 
@@ -272,7 +276,10 @@ class _Stack:
         for t, (c, p) in enumerate(zip(curves, parts)):
             at = slice(self.base[t] + 1, self.base[t] + 1 + c.x.size)
             self.cj[at.start - 1] = 0.0
-            if p is None:  # (the sums of Knots._sorted: same order, same bits)
+            if p is None and c.x.size <= 1:  # (offsets: in order, the sum of one jump is it)
+                order, x = _IN_ORDER[:c.x.size], np.asarray(c.x, dtype=np.float64)
+                self.cj[at] = c.jump
+            elif p is None:  # (the sums of Knots._sorted: same order, same bits)
                 order, x = sorted_running_sum(c.x, c.jump, self.cj[at], keys[t])
             else:
                 order, x = None, p[0]

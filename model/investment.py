@@ -258,7 +258,7 @@ def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
     """
     x, jump = kernels.option_points(*_knot_inputs(options, emissions, year, cumulative_adoption,
                                                   include_capital, learning, rows))
-    return Knots(x=x, jump=jump, slope=np.zeros(x.size))
+    return Knots.steps(x, jump)
 
 
 def option_knots_keyed(options: TechOptions, emissions: np.ndarray, year: int,
@@ -271,7 +271,7 @@ def option_knots_keyed(options: TechOptions, emissions: np.ndarray, year: int,
     x, jump, key = kernels.option_points_keyed(
         *_knot_inputs(options, emissions, year, cumulative_adoption, include_capital, learning,
                       rows), place)
-    return Knots(x=x, jump=jump, slope=np.zeros(x.size)), key
+    return Knots.steps(x, jump), key
 
 
 def cost_places(options: TechOptions, firms: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ The same structure describes the CCER supply curve (cumulative quantity in t, co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -66,6 +67,14 @@ class Knots:
             jump=self.jump * quantity_scale,
             slope=self.slope * (quantity_scale * scale),
         )
+
+    @classmethod
+    def steps(cls, x: np.ndarray, jump: np.ndarray) -> Knots:
+        """A step supply: a jump of ``jump`` (t) at each price ``x`` (yuan/t) and no slopes
+        (zeros; :attr:`sloped` is known without reading them)."""
+        knots = cls(x=x, jump=jump, slope=np.zeros(x.size))
+        knots.__dict__["sloped"] = False
+        return knots
 
     @cached_property
     def sloped(self) -> bool:
@@ -207,7 +216,7 @@ def _stable_order(x: np.ndarray, key: np.ndarray | None, jump: np.ndarray | None
     xs, mixed = (_kernels.unpack_keys(key, b, x, _NO_SUMS, _NO_SUMS) if jump is None else
                  _kernels.unpack_keys(key, b, x, jump, out))
     order = key  # (overwritten with the order)
-    if n and (np.isnan(xs[0]) or np.isnan(xs[-1])):  # (NaNs sort to the ends)
+    if n and (math.isnan(xs[0]) or math.isnan(xs[-1])):  # (NaNs sort to the ends)
         return _argsort_stable(x, jump, out)
     if mixed:  # neighbours with the same high bits, ordered by index: right only if equal
         high = _kernels.sort_keys(xs, b) >> b  # (the sorted keys' high bits)
@@ -433,9 +442,7 @@ class MACCurves:
         """The aggregate supply of abatement as a function of price (sum over all firms)."""
         _, _, da, c0, dc = self._widths
         if self._steps:  # one jump per segment
-            knots = Knots(x=c0.copy(), jump=da.copy(), slope=np.zeros(da.size))
-            knots.__dict__["sloped"] = False  # (known: no need to read the zero slopes)
-            return knots
+            return Knots.steps(c0.copy(), da.copy())
         flat = dc == 0
         sloped = dc > 0
         rate = da[sloped] / dc[sloped]
