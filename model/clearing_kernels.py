@@ -464,14 +464,14 @@ def price_key(bits, high, i):  # pragma: no cover (compiled)
 
 
 @numba.njit(cache=True, nogil=True)
-def unpack_keys(key, b, x, jump, out):  # pragma: no cover (compiled)
+def unpack_keys(key, b, x, jump, out, xs):  # pragma: no cover (compiled)
     """The order (written over the sorted keys of :func:`sort_keys`, in place) and the sorted
-    prices, and whether some neighbours share their high bits but differ in price (then ordered
-    by index, not price). With ``jump`` (t, one per price), its running sums in that order are
-    written to ``out`` in the same pass (as :func:`running_sum`; redone if the order changes)."""
+    prices (written to ``xs``); returns whether some neighbours share their high bits but differ
+    in price (then ordered by index, not price). With ``jump`` (t, one per price), its running
+    sums in that order are written to ``out`` in the same pass (as :func:`running_sum`; redone if
+    the order changes)."""
     n = key.size
     low = np.int64((1 << b) - 1)
-    xs = np.empty(n)
     mixed = False
     sums = jump.size == n
     s, high = -0.0, np.int64(0)  # (-0.0 + v is v: the first sum is the first value)
@@ -486,7 +486,35 @@ def unpack_keys(key, b, x, jump, out):  # pragma: no cover (compiled)
         if i > 0 and (k >> b) == high and xs[i] != xs[i - 1]:
             mixed = True
         high = k >> b
-    return xs, mixed
+    return mixed
+
+
+@numba.njit(cache=True, nogil=True)
+def knot_counts(x, start, size, lo, hi, prices):  # pragma: no cover (compiled)
+    """The knots at or below each price of a stack of sorted curves: row ``i`` of ``prices``
+    (yuan/t) against the curve ``x[start[i]:start[i] + size[i]]`` (yuan/t), as
+    ``np.searchsorted(curve, prices[i], side="right")`` (NaNs sort last); a row where
+    ``lo[i] == hi[i]`` is ``lo[i]`` throughout (its counts are known)."""
+    m, c = prices.shape
+    k = np.empty((m, c), dtype=np.intp)
+    for i in range(m):
+        if not lo[i] < hi[i]:
+            for j in range(c):
+                k[i, j] = lo[i]
+            continue
+        a = start[i]
+        for j in range(c):
+            p = prices[i, j]
+            left, right = 0, size[i]  # the first knot above p lies in [left, right]
+            while left < right:
+                mid = (left + right) >> 1
+                v = x[a + mid]
+                if p < v or (v != v and p == p):  # (numpy's order: NaN above all)
+                    right = mid
+                else:
+                    left = mid + 1
+            k[i, j] = left
+    return k
 
 
 @numba.njit(cache=True, nogil=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model import clearing_kernels as _kernels
 from model.mac import Knots, sorted_running_sum
 from model.market import at_cea_price
 
@@ -246,7 +247,9 @@ class _Stack:
 
     Year ``t``'s running sums (``Knots._sorted``: jumps, slopes, slope * price) are stored after
     a zero at ``base[t]``, so the supply with ``k`` knots at or below the price is read at
-    ``base[t] + k`` (``k = 0``: nothing is supplied, as in :meth:`Knots.at`).
+    ``base[t] + k`` (``k = 0``: nothing is supplied, as in :meth:`Knots.at`). Its sorted knot
+    prices are stacked the same way (``xs``, after a pad; ``x[t]`` views them), so the knot
+    counts of all years are searched in one compiled call.
 
     Step curves (the national runs: ~40 years of ~10,000 knots) are sorted here with
     :func:`model.mac.sorted_running_sum`, their jumps summed straight into the stack in the same
@@ -268,6 +271,7 @@ class _Stack:
                           for p in parts)
         self.x, self.order = [], []  # each year's knot prices, sorted (yuan/t), and their order
         self.cj = np.empty(int(self.size.sum()) + len(curves))
+        self.xs = np.empty_like(self.cj)  # the prices stacked as the sums (``x`` views them)
         if self.sloped:
             self.cs, self.cx = np.empty_like(self.cj), np.empty_like(self.cj)
         else:
@@ -277,13 +281,13 @@ class _Stack:
             at = slice(self.base[t] + 1, self.base[t] + 1 + c.x.size)
             self.cj[at.start - 1] = 0.0
             if p is None and c.x.size <= 1:  # (offsets: in order, the sum of one jump is it)
-                order, x = _IN_ORDER[:c.x.size], np.asarray(c.x, dtype=np.float64)
-                self.cj[at] = c.jump
+                order, x = _IN_ORDER[:c.x.size], self.xs[at]
+                x[:], self.cj[at] = c.x, c.jump
             elif p is None:  # (the sums of Knots._sorted: same order, same bits)
-                order, x = sorted_running_sum(c.x, c.jump, self.cj[at], keys[t])
+                order, x = sorted_running_sum(c.x, c.jump, self.cj[at], keys[t], self.xs[at])
             else:
-                order, x = None, p[0]
-                self.cj[at] = p[1]
+                order, x = None, self.xs[at]
+                x[:], self.cj[at] = p[0], p[1]
                 if self.sloped:
                     self.cs[at.start - 1] = self.cx[at.start - 1] = 0.0
                     self.cs[at], self.cx[at] = p[2], p[3]
@@ -322,9 +326,8 @@ class _Stack:
         if active and self.few is not None:
             k = (self.few[s:s + len(lo), :, None] <= prices[:, None, :]).sum(axis=1)
         elif active or self.sloped:
-            k = lo[:, None].repeat(prices.shape[1], axis=1)
-            for i in active:
-                k[i] = self.x[s + i].searchsorted(prices[i], side="right")
+            at = slice(s, s + len(lo))
+            k = _kernels.knot_counts(self.xs, self.base[at] + 1, self.size[at], lo, hi, prices)
         else:
             k = lo[:, None]
         j = k + self.base[s:s + len(lo), None]

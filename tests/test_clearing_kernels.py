@@ -20,7 +20,8 @@ _SMALL, _BUCKETS = 2048, 1024
 
 def _same(a: float, b: float) -> bool:
     """Equal to the last bit (NaNs equal, and the sign of a zero counts)."""
-    return (a == b and math.copysign(1.0, a) == math.copysign(1.0, b)) or (math.isnan(a) and math.isnan(b))
+    return ((a == b and math.copysign(1.0, a) == math.copysign(1.0, b))
+            or (math.isnan(a) and math.isnan(b)))
 
 
 # ---------------------------------------------------------------------------------- sums
@@ -309,8 +310,8 @@ def test_mac_kernels_are_the_numpy_evaluation_bit_for_bit(kind) -> None:
                   rng.uniform(-40, 320, n), rng.choice(c0, n)]
         for p in prices:
             for theta in (0.0, 0.3, 1.0):
-                assert np.array_equal(c.abatement_at(p, theta), _abatement_at_reference(c, p, theta),
-                                      equal_nan=True)
+                assert np.array_equal(c.abatement_at(p, theta),
+                                      _abatement_at_reference(c, p, theta), equal_nan=True)
         for a in (rng.uniform(0, 1.2, n) * c.max_abatement, np.zeros(n), c.max_abatement,
                   c.abatement_at(50.0, 0.5), -c.max_abatement):
             assert np.array_equal(c.cost_of(a), _cost_of_reference(c, a))
@@ -378,9 +379,9 @@ def test_unpack_keys_is_the_order_and_running_sums_bit_for_bit() -> None:
             want_mixed = bool(((high[1:] == high[:-1]) & (x[order][1:] != x[order][:-1])).any())
             for sums in (False, True):
                 k = key.copy()
-                out = np.full(n, np.nan)
-                xs, mixed = (kernels.unpack_keys(k, b, x, jump, out) if sums else
-                             kernels.unpack_keys(k, b, x, np.empty(0), np.empty(0)))
+                out, xs = np.full(n, np.nan), np.full(n, np.nan)
+                mixed = (kernels.unpack_keys(k, b, x, jump, out, xs) if sums else
+                         kernels.unpack_keys(k, b, x, np.empty(0), np.empty(0), xs))
                 assert np.array_equal(k, order)
                 assert xs.tobytes() == x[order].tobytes()
                 assert mixed == want_mixed
@@ -408,3 +409,29 @@ def test_price_key_is_a_key_of_sort_keys() -> None:
         bits = (x + 0.0).view(np.int64)
         got = [kernels.price_key(bits[i], np.int64(-(1 << b)), i) for i in range(x.size)]
         assert np.array_equal(np.array(got), want)
+
+
+def test_knot_counts_are_numpys_searchsorted() -> None:
+    """Each row's counts are ``np.searchsorted(curve, prices, side="right")`` on its curve of the
+    stack (ties, both zeros, +-inf, NaNs in the prices and at the end of a curve, empty curves);
+    rows whose counts are known (``lo == hi``) keep them."""
+    rng = np.random.default_rng(31)
+    for _ in range(20):
+        curves = [np.sort(_prices(rng, int(rng.integers(0, 60)))) for _ in range(6)]
+        curves[1] = np.concatenate((curves[1], [np.nan, np.nan]))  # (NaNs sort last)
+        size = np.array([c.size for c in curves], dtype=np.intp)
+        start = np.concatenate(([0], np.cumsum(size + 3)[:-1])) + 3  # (pads between them)
+        x = np.full(int(start[-1] + size[-1]), -7.0)
+        for c, a in zip(curves, start):
+            x[a:a + c.size] = c
+        prices = np.sort(_prices(rng, 6 * 9).reshape(6, 9), axis=1)
+        prices[1, -1] = prices[2, -1] = prices[4, 0] = np.nan
+        ties = rng.choice(curves[3], 7) if size[3] else np.full(7, 5.0)  # (prices at knots)
+        prices[3] = np.concatenate(([-0.0, 0.0], ties))
+        lo = np.zeros(6, dtype=np.intp)
+        hi = size.copy()
+        lo[5] = hi[5]  # (known)
+        k = kernels.knot_counts(x, start, size, lo, hi, prices)
+        for i, c in enumerate(curves):
+            want = np.searchsorted(c, prices[i], side="right") if i != 5 else np.full(9, lo[5])
+            assert np.array_equal(k[i], want)

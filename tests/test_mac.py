@@ -532,3 +532,8 @@ def test_stable_argsort_of_keys_in_any_layout_is_numpys() -> None:
             order, xs = sorted_running_sum(x, jump, out, None if key is None else key.copy())
             assert np.array_equal(order, ref) and xs.tobytes() == x[ref].tobytes()
             assert out.tobytes() == np.cumsum(jump[ref]).tobytes()
+            into = np.full(n, np.nan)  # (the sorted prices written where asked)
+            order, xs = sorted_running_sum(x, jump, out, None if key is None else key.copy(),
+                                           into)
+            assert xs is into and np.array_equal(order, ref)
+            assert into.tobytes() == x[ref].tobytes()
