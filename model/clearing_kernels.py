@@ -518,6 +518,39 @@ def knot_counts(x, start, size, lo, hi, prices):  # pragma: no cover (compiled)
 
 
 @numba.njit(cache=True, nogil=True)
+def sort_small(x, jump, size, start, xs, cj):  # pragma: no cover (compiled)
+    """Curves of a few knots, one after the other in ``x`` (yuan/t) and ``jump`` (t), ``size[i]``
+    knots each: each curve's stable order by price (numpy's: NaNs last; insertion sorts),
+    returned one after the other, with its sorted prices written to ``xs[start[i]:]`` and the
+    running sums of its jumps in that order to ``cj[start[i]:]`` after a zero at
+    ``cj[start[i] - 1]`` (summed as :func:`running_sum`)."""
+    order = np.empty(x.size, dtype=np.intp)
+    a = 0
+    for i in range(size.size):
+        n = size[i]
+        for r in range(n):
+            v = x[a + r]
+            q = r
+            while q > 0:  # (after the knots of lower or equal price)
+                w = x[a + order[a + q - 1]]
+                if not (v < w or (w != w and v == v)):
+                    break
+                order[a + q] = order[a + q - 1]
+                q -= 1
+            order[a + q] = r
+        b = start[i]
+        cj[b - 1] = 0.0
+        s = -0.0  # (-0.0 + v is v, as numpy starts)
+        for r in range(n):
+            o = order[a + r]
+            xs[b + r] = x[a + o]
+            s += jump[a + o]
+            cj[b + r] = s
+        a += n
+    return order
+
+
+@numba.njit(cache=True, nogil=True)
 def running_sum(values, order, out):  # pragma: no cover (compiled)
     """``np.cumsum(values[order], out=out)`` (sequential, as numpy's)."""
     s = -0.0  # (-0.0 + v is v, as numpy starts: also for v = -0.0)

@@ -435,3 +435,25 @@ def test_knot_counts_are_numpys_searchsorted() -> None:
         for i, c in enumerate(curves):
             want = np.searchsorted(c, prices[i], side="right") if i != 5 else np.full(9, lo[5])
             assert np.array_equal(k[i], want)
+
+
+def test_sort_small_is_numpys_stable_argsort_and_cumsum() -> None:
+    """Curves of a few knots, one after the other: each one's stable order (ties in input order,
+    both zeros equal, NaNs last), sorted prices and running sums (after a zero) bit for bit."""
+    rng = np.random.default_rng(37)
+    for _ in range(50):
+        size = rng.integers(0, 17, 7).astype(np.intp)
+        x = _prices(rng, int(size.sum()))
+        x[rng.random(x.size) < 0.05] = np.nan
+        jump = _mixed(rng, x.size)
+        start = np.concatenate(([0], np.cumsum(size + 1)[:-1])) + 1
+        xs, cj = np.full(int(start[-1] + size[-1]), 9.0), np.full(int(start[-1] + size[-1]), 9.0)
+        order = kernels.sort_small(x, jump, size, start, xs, cj)
+        a = 0
+        for n, b in zip(size, start):
+            want = np.argsort(x[a:a + n], kind="stable")
+            assert np.array_equal(order[a:a + n], want)
+            assert xs[b:b + n].tobytes() == x[a:a + n][want].tobytes()
+            assert cj[b - 1] == 0.0
+            assert cj[b:b + n].tobytes() == np.cumsum(jump[a:a + n][want]).tobytes()
+            a += n
