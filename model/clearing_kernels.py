@@ -92,6 +92,19 @@ def add_reduce(a, n):  # pragma: no cover (compiled)
     return 0.0 + _pairwise(a, 0, n)
 
 
+@numba.njit(cache=True, nogil=True)
+def take_sums(a, b, index):  # pragma: no cover (compiled)
+    """``(a.take(index).sum(), b.take(index).sum())`` as numpy forms them (a market's totals
+    over its firms ``index``), in one call."""
+    buf = np.empty(index.size)
+    for i in range(index.size):
+        buf[i] = a[index[i]]
+    sum_a = add_reduce(buf, index.size)
+    for i in range(index.size):
+        buf[i] = b[index[i]]
+    return sum_a, add_reduce(buf, index.size)
+
+
 # ---------------------------------------------------------------------------------- knots
 @numba.njit(cache=True, nogil=True)
 def split_at(x, jump, slope, sloped, price):  # pragma: no cover (compiled)
@@ -494,7 +507,11 @@ def knot_counts(x, start, size, lo, hi, prices):  # pragma: no cover (compiled)
     """The knots at or below each price of a stack of sorted curves: row ``i`` of ``prices``
     (yuan/t) against the curve ``x[start[i]:start[i] + size[i]]`` (yuan/t), as
     ``np.searchsorted(curve, prices[i], side="right")`` (NaNs sort last); a row where
-    ``lo[i] == hi[i]`` is ``lo[i]`` throughout (its counts are known)."""
+    ``lo[i] == hi[i]`` is ``lo[i]`` throughout (its counts are known).
+
+    A row's prices come in increasing order (the candidates of a search): each count is
+    searched from the one before, first in steps doubling away from it, so that near prices
+    cost a few looks at the curve (which is mostly out of the cache)."""
     m, c = prices.shape
     k = np.empty((m, c), dtype=np.intp)
     for i in range(m):
@@ -502,19 +519,34 @@ def knot_counts(x, start, size, lo, hi, prices):  # pragma: no cover (compiled)
             for j in range(c):
                 k[i, j] = lo[i]
             continue
-        a = start[i]
+        a, n = start[i], size[i]
+        left, q = 0, np.nan  # the count at the price before, and that price
         for j in range(c):
             p = prices[i, j]
-            left, right = 0, size[i]  # the first knot above p lies in [left, right]
+            if _before(p, q):  # (not in order: from the first knot)
+                left = 0
+            # the first knot above p lies in [left, right]: step out from left, then bisect
+            step, right = 1, n
+            while left + step - 1 < n:
+                if _before(p, x[a + left + step - 1]):
+                    right = left + step - 1
+                    break
+                left += step
+                step *= 2
             while left < right:
                 mid = (left + right) >> 1
-                v = x[a + mid]
-                if p < v or (v != v and p == p):  # (numpy's order: NaN above all)
+                if _before(p, x[a + mid]):
                     right = mid
                 else:
                     left = mid + 1
-            k[i, j] = left
+            k[i, j], q = left, p
     return k
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _before(p, v):  # pragma: no cover (compiled)
+    """Whether price ``p`` sorts before ``v`` in numpy's order (NaNs last)."""
+    return p < v or (v != v and p == p)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -48,6 +48,17 @@ def test_add_reduce_is_numpys_sum_bit_for_bit() -> None:
             assert _same(kernels.add_reduce(a, a.size), a.sum())
 
 
+def test_take_sums_are_numpys_sums_of_the_taken_values() -> None:
+    """A market's totals over its firms: ``a.take(index).sum()`` (and ``b``'s) bit for bit, for
+    indices in and out of order, with repeats, and none."""
+    rng = np.random.default_rng(41)
+    for n in [0, 1, 7, 8, 129, 2000, 9000]:
+        a, b = _mixed(rng, n + 5), _mixed(rng, n + 5)
+        for index in (np.sort(rng.choice(n + 5, n, replace=False)), rng.integers(0, n + 5, n)):
+            got_a, got_b = kernels.take_sums(a, b, index)
+            assert _same(got_a, a.take(index).sum()) and _same(got_b, b.take(index).sum())
+
+
 # ---------------------------------------------------------------------------------- split_at
 def _split_at_reference(k: Knots, price: float) -> tuple[float, float]:
     if not k.x.size or price == -np.inf:
@@ -413,11 +424,11 @@ def test_price_key_is_a_key_of_sort_keys() -> None:
 
 def test_knot_counts_are_numpys_searchsorted() -> None:
     """Each row's counts are ``np.searchsorted(curve, prices, side="right")`` on its curve of the
-    stack (ties, both zeros, +-inf, NaNs in the prices and at the end of a curve, empty curves);
-    rows whose counts are known (``lo == hi``) keep them."""
+    stack (ties, both zeros, +-inf, NaNs in the prices and at the end of a curve, empty curves,
+    prices in and out of order); rows whose counts are known (``lo == hi``) keep them."""
     rng = np.random.default_rng(31)
-    for _ in range(20):
-        curves = [np.sort(_prices(rng, int(rng.integers(0, 60)))) for _ in range(6)]
+    for _ in range(60):
+        curves = [np.sort(_prices(rng, int(rng.integers(0, 300)))) for _ in range(6)]
         curves[1] = np.concatenate((curves[1], [np.nan, np.nan]))  # (NaNs sort last)
         size = np.array([c.size for c in curves], dtype=np.intp)
         start = np.concatenate(([0], np.cumsum(size + 3)[:-1])) + 3  # (pads between them)
@@ -428,6 +439,7 @@ def test_knot_counts_are_numpys_searchsorted() -> None:
         prices[1, -1] = prices[2, -1] = prices[4, 0] = np.nan
         ties = rng.choice(curves[3], 7) if size[3] else np.full(7, 5.0)  # (prices at knots)
         prices[3] = np.concatenate(([-0.0, 0.0], ties))
+        prices[0] = rng.permutation(prices[0])  # (out of order: searched from the start)
         lo = np.zeros(6, dtype=np.intp)
         hi = size.copy()
         lo[5] = hi[5]  # (known)
