@@ -71,8 +71,8 @@ class Knots:
     @classmethod
     def steps(cls, x: np.ndarray, jump: np.ndarray) -> Knots:
         """A step supply: a jump of ``jump`` (t) at each price ``x`` (yuan/t) and no slopes
-        (zeros; :attr:`sloped` is known without reading them)."""
-        knots = cls(x=x, jump=jump, slope=np.zeros(x.size))
+        (read-only zeros, shared; :attr:`sloped` is known without reading them)."""
+        knots = cls(x=x, jump=jump, slope=_zeros(x.size))
         knots.__dict__["sloped"] = False
         return knots
 
@@ -146,6 +146,22 @@ class Knots:
         if not self.sloped:
             return float(np.abs(self.jump).sum())
         return float(np.abs(self.jump).sum() + np.abs(self.slope * self.x).sum())
+
+
+_ZEROS = np.zeros(0)  # (read-only: the slopes of step curves are views of it)
+_ZEROS.flags.writeable = False
+
+
+def _zeros(n: int) -> np.ndarray:
+    """``n`` read-only zeros: a view of :data:`_ZEROS`, which grows when needed (a yearly step
+    curve of ~10,000 knots would otherwise clear a new array of zeros)."""
+    global _ZEROS
+    zeros = _ZEROS
+    if zeros.size < n:
+        zeros = np.zeros(max(n, 2 * zeros.size))
+        zeros.flags.writeable = False
+        _ZEROS = zeros
+    return zeros[:n]
 
 
 _NO_PRICES = np.empty(0)  # (abatement_at: one price for all firms)
