@@ -282,13 +282,10 @@ def cost_places(options: TechOptions, firms: np.ndarray) -> np.ndarray:
     factor of its cost decline and the year: laid out by place, the projection's ~10,000 knots a
     year are a few runs already in order (one per decline), which the sort merges.
     """
-    option = options.option.reshape(-1)
-    slots = np.flatnonzero((option >= 0) & np.repeat(firms, options.option.shape[1]))
-    by_cost = slots[stable_argsort(np.ascontiguousarray(options.cost).reshape(-1)[slots])[0]]
-    decline = np.unique(options.cost_decline, return_inverse=True)[1].astype(np.int16)
-    place = np.full(option.size, -1, dtype=np.int32)
-    place[by_cost[np.argsort(decline[option[by_cost]], kind="stable")]] = np.arange(slots.size)
-    return place
+    slots, cost = kernels.firm_slots(options.option, np.asarray(firms, dtype=np.bool_),
+                                     np.ascontiguousarray(options.cost, dtype=np.float64))
+    decline = np.unique(options.cost_decline, return_inverse=True)[1].reshape(-1)
+    return kernels.decline_places(slots[stable_argsort(cost)[0]], options.option, decline)
 
 
 def _knot_inputs(options: TechOptions, emissions: np.ndarray, year: int, adopted: np.ndarray,
