@@ -282,10 +282,11 @@ def cost_places(options: TechOptions, firms: np.ndarray) -> np.ndarray:
     factor of its cost decline and the year: laid out by place, the projection's ~10,000 knots a
     year are a few runs already in order (one per decline), which the sort merges.
     """
-    slots, cost = kernels.firm_slots(options.option, np.asarray(firms, dtype=np.bool_),
+    option = np.ascontiguousarray(options.option)
+    slots, cost = kernels.firm_slots(option, np.asarray(firms, dtype=np.bool_),
                                      np.ascontiguousarray(options.cost, dtype=np.float64))
     decline = np.unique(options.cost_decline, return_inverse=True)[1].reshape(-1)
-    return kernels.decline_places(slots[stable_argsort(cost)[0]], options.option, decline)
+    return kernels.decline_places(slots[stable_argsort(cost)[0]], option.reshape(-1), decline)
 
 
 def _knot_inputs(options: TechOptions, emissions: np.ndarray, year: int, adopted: np.ndarray,

@@ -159,11 +159,10 @@ def firm_slots(option, firms, cost):  # pragma: no cover (compiled)
 
 
 @numba.njit(cache=True, nogil=True)
-def decline_places(slots, option, group):  # pragma: no cover (compiled)
+def decline_places(slots, flat, group):  # pragma: no cover (compiled)
     """The place of each slot of ``slots`` (flat indices, in their order) once laid out by the
     decline ``group`` of their options (by group, then in the order given: a counting sort),
-    per flat slot index; -1 for the other slots."""
-    flat = option.reshape(-1)
+    per flat slot index; -1 for the other slots. ``flat``: the option of each flat slot."""
     n_groups = 0
     for g in range(group.size):
         n_groups = max(n_groups, group[g] + 1)
