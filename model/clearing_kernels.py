@@ -92,6 +92,19 @@ def add_reduce(a, n):  # pragma: no cover (compiled)
     return 0.0 + _pairwise(a, 0, n)
 
 
+@numba.njit(cache=True, nogil=True)
+def take_sums(a, b, index):  # pragma: no cover (compiled)
+    """``(a.take(index).sum(), b.take(index).sum())`` as numpy forms them (a market's totals
+    over its firms ``index``), in one call."""
+    buf = np.empty(index.size)
+    for i in range(index.size):
+        buf[i] = a[index[i]]
+    sum_a = add_reduce(buf, index.size)
+    for i in range(index.size):
+        buf[i] = b[index[i]]
+    return sum_a, add_reduce(buf, index.size)
+
+
 # ---------------------------------------------------------------------------------- knots
 @numba.njit(cache=True, nogil=True)
 def split_at(x, jump, slope, sloped, price):  # pragma: no cover (compiled)
@@ -464,14 +477,14 @@ def price_key(bits, high, i):  # pragma: no cover (compiled)
 
 
 @numba.njit(cache=True, nogil=True)
-def unpack_keys(key, b, x, jump, out):  # pragma: no cover (compiled)
+def unpack_keys(key, b, x, jump, out, xs):  # pragma: no cover (compiled)
     """The order (written over the sorted keys of :func:`sort_keys`, in place) and the sorted
-    prices, and whether some neighbours share their high bits but differ in price (then ordered
-    by index, not price). With ``jump`` (t, one per price), its running sums in that order are
-    written to ``out`` in the same pass (as :func:`running_sum`; redone if the order changes)."""
+    prices (written to ``xs``); returns whether some neighbours share their high bits but differ
+    in price (then ordered by index, not price). With ``jump`` (t, one per price), its running
+    sums in that order are written to ``out`` in the same pass (as :func:`running_sum`; redone if
+    the order changes)."""
     n = key.size
     low = np.int64((1 << b) - 1)
-    xs = np.empty(n)
     mixed = False
     sums = jump.size == n
     s, high = -0.0, np.int64(0)  # (-0.0 + v is v: the first sum is the first value)
@@ -486,7 +499,87 @@ def unpack_keys(key, b, x, jump, out):  # pragma: no cover (compiled)
         if i > 0 and (k >> b) == high and xs[i] != xs[i - 1]:
             mixed = True
         high = k >> b
-    return xs, mixed
+    return mixed
+
+
+@numba.njit(cache=True, nogil=True)
+def knot_counts(x, start, size, lo, hi, prices):  # pragma: no cover (compiled)
+    """The knots at or below each price of a stack of sorted curves: row ``i`` of ``prices``
+    (yuan/t) against the curve ``x[start[i]:start[i] + size[i]]`` (yuan/t), as
+    ``np.searchsorted(curve, prices[i], side="right")`` (NaNs sort last); a row where
+    ``lo[i] == hi[i]`` is ``lo[i]`` throughout (its counts are known).
+
+    A row's prices come in increasing order (the candidates of a search): each count is
+    searched from the one before, first in steps doubling away from it, so that near prices
+    cost a few looks at the curve (which is mostly out of the cache)."""
+    m, c = prices.shape
+    k = np.empty((m, c), dtype=np.intp)
+    for i in range(m):
+        if not lo[i] < hi[i]:
+            for j in range(c):
+                k[i, j] = lo[i]
+            continue
+        a, n = start[i], size[i]
+        left, q = 0, np.nan  # the count at the price before, and that price
+        for j in range(c):
+            p = prices[i, j]
+            if _before(p, q):  # (not in order: from the first knot)
+                left = 0
+            # the first knot above p lies in [left, right]: step out from left, then bisect
+            step, right = 1, n
+            while left + step - 1 < n:
+                if _before(p, x[a + left + step - 1]):
+                    right = left + step - 1
+                    break
+                left += step
+                step *= 2
+            while left < right:
+                mid = (left + right) >> 1
+                if _before(p, x[a + mid]):
+                    right = mid
+                else:
+                    left = mid + 1
+            k[i, j], q = left, p
+    return k
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _before(p, v):  # pragma: no cover (compiled)
+    """Whether price ``p`` sorts before ``v`` in numpy's order (NaNs last)."""
+    return p < v or (v != v and p == p)
+
+
+@numba.njit(cache=True, nogil=True)
+def sort_small(x, jump, size, start, xs, cj):  # pragma: no cover (compiled)
+    """Curves of a few knots, one after the other in ``x`` (yuan/t) and ``jump`` (t), ``size[i]``
+    knots each: each curve's stable order by price (numpy's: NaNs last; insertion sorts),
+    returned one after the other, with its sorted prices written to ``xs[start[i]:]`` and the
+    running sums of its jumps in that order to ``cj[start[i]:]`` after a zero at
+    ``cj[start[i] - 1]`` (summed as :func:`running_sum`)."""
+    order = np.empty(x.size, dtype=np.intp)
+    a = 0
+    for i in range(size.size):
+        n = size[i]
+        for r in range(n):
+            v = x[a + r]
+            q = r
+            while q > 0:  # (after the knots of lower or equal price)
+                w = x[a + order[a + q - 1]]
+                if not (v < w or (w != w and v == v)):
+                    break
+                order[a + q] = order[a + q - 1]
+                q -= 1
+            order[a + q] = r
+        b = start[i]
+        cj[b - 1] = 0.0
+        s = -0.0  # (-0.0 + v is v, as numpy starts)
+        for r in range(n):
+            o = order[a + r]
+            xs[b + r] = x[a + o]
+            s += jump[a + o]
+            cj[b + r] = s
+        a += n
+    return order
 
 
 @numba.njit(cache=True, nogil=True)

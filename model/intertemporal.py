@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model import clearing_kernels as _kernels
 from model.mac import Knots, sorted_running_sum
 from model.market import at_cea_price
 
@@ -237,12 +238,17 @@ def _hair(p: float) -> float:
     return 0.45e-13 * max(abs(p), 1.0)
 
 
+_SMALL_CURVE = 16  # knots of a curve sorted by insertion (see _Stack)
+
+
 class _Stack:
     """One supply curve (:class:`Knots`) per year, stacked for evaluation at many prices at once.
 
     Year ``t``'s running sums (``Knots._sorted``: jumps, slopes, slope * price) are stored after
     a zero at ``base[t]``, so the supply with ``k`` knots at or below the price is read at
-    ``base[t] + k`` (``k = 0``: nothing is supplied, as in :meth:`Knots.at`).
+    ``base[t] + k`` (``k = 0``: nothing is supplied, as in :meth:`Knots.at`). Its sorted knot
+    prices are stacked the same way (``xs``, after a pad; ``x[t]`` views them), so the knot
+    counts of all years are searched in one compiled call.
 
     Step curves (the national runs: ~40 years of ~10,000 knots) are sorted here with
     :func:`model.mac.sorted_running_sum`, their jumps summed straight into the stack in the same
@@ -262,26 +268,42 @@ class _Stack:
         parts = [c._sorted if c.sloped else None for c in curves]
         self.sloped = any(p is not None and p[2].size and (p[2][-1] != 0 or p[3][-1] != 0)
                           for p in parts)
-        self.x, self.order = [], []  # each year's knot prices, sorted (yuan/t), and their order
-        self.cj = np.empty(int(self.size.sum()) + len(curves))
+        n = len(curves)
+        self.x, self.order = [None] * n, [None] * n  # each year's knot prices, sorted (yuan/t),
+        self.cj = np.empty(int(self.size.sum()) + n)  # and their order
+        self.xs = np.empty_like(self.cj)  # the prices stacked as the sums (``x`` views them)
         if self.sloped:
             self.cs, self.cx = np.empty_like(self.cj), np.empty_like(self.cj)
         else:
             self.cs = self.cx = np.zeros(1)
-        keys = keys or [None] * len(curves)
+        keys = keys or [None] * n
+        # Step curves of a few knots (offsets) are sorted together in one compiled call.
+        small = [t for t, (c, p, k) in enumerate(zip(curves, parts, keys))
+                 if p is None and k is None and c.x.size <= _SMALL_CURVE]
+        if small:
+            order = _kernels.sort_small(
+                np.concatenate([curves[t].x for t in small], dtype=np.float64),
+                np.concatenate([curves[t].jump for t in small], dtype=np.float64),
+                self.size[small], self.base[small] + 1, self.xs, self.cj)
+            a = 0
+            for t in small:
+                b, m = self.base[t] + 1, self.size[t]
+                self.x[t], self.order[t] = self.xs[b:b + m], order[a:a + m]
+                a += m
         for t, (c, p) in enumerate(zip(curves, parts)):
+            if self.x[t] is not None:
+                continue
             at = slice(self.base[t] + 1, self.base[t] + 1 + c.x.size)
             self.cj[at.start - 1] = 0.0
             if p is None:  # (the sums of Knots._sorted: same order, same bits)
-                order, x = sorted_running_sum(c.x, c.jump, self.cj[at], keys[t])
+                order, x = sorted_running_sum(c.x, c.jump, self.cj[at], keys[t], self.xs[at])
             else:
-                order, x = None, p[0]
-                self.cj[at] = p[1]
+                order, x = None, self.xs[at]
+                x[:], self.cj[at] = p[0], p[1]
                 if self.sloped:
                     self.cs[at.start - 1] = self.cx[at.start - 1] = 0.0
                     self.cs[at], self.cx[at] = p[2], p[3]
-            self.x.append(x)
-            self.order.append(order)
+            self.x[t], self.order[t] = x, order
         if self.sloped:  # (curves sorted here have no slopes: zero sums)
             for t, order in enumerate(self.order):
                 if order is not None:
@@ -315,9 +337,8 @@ class _Stack:
         if active and self.few is not None:
             k = (self.few[s:s + len(lo), :, None] <= prices[:, None, :]).sum(axis=1)
         elif active or self.sloped:
-            k = lo[:, None].repeat(prices.shape[1], axis=1)
-            for i in active:
-                k[i] = self.x[s + i].searchsorted(prices[i], side="right")
+            at = slice(s, s + len(lo))
+            k = _kernels.knot_counts(self.xs, self.base[at] + 1, self.size[at], lo, hi, prices)
         else:
             k = lo[:, None]
         j = k + self.base[s:s + len(lo), None]

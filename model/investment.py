@@ -258,7 +258,7 @@ def option_knots(options: TechOptions, emissions: np.ndarray, year: int,
     """
     x, jump = kernels.option_points(*_knot_inputs(options, emissions, year, cumulative_adoption,
                                                   include_capital, learning, rows))
-    return Knots(x=x, jump=jump, slope=np.zeros(x.size))
+    return Knots.steps(x, jump)
 
 
 def option_knots_keyed(options: TechOptions, emissions: np.ndarray, year: int,
@@ -271,7 +271,7 @@ def option_knots_keyed(options: TechOptions, emissions: np.ndarray, year: int,
     x, jump, key = kernels.option_points_keyed(
         *_knot_inputs(options, emissions, year, cumulative_adoption, include_capital, learning,
                       rows), place)
-    return Knots(x=x, jump=jump, slope=np.zeros(x.size)), key
+    return Knots.steps(x, jump), key
 
 
 def cost_places(options: TechOptions, firms: np.ndarray) -> np.ndarray:
@@ -282,13 +282,11 @@ def cost_places(options: TechOptions, firms: np.ndarray) -> np.ndarray:
     factor of its cost decline and the year: laid out by place, the projection's ~10,000 knots a
     year are a few runs already in order (one per decline), which the sort merges.
     """
-    option = options.option.reshape(-1)
-    slots = np.flatnonzero((option >= 0) & np.repeat(firms, options.option.shape[1]))
-    by_cost = slots[stable_argsort(np.ascontiguousarray(options.cost).reshape(-1)[slots])[0]]
-    decline = np.unique(options.cost_decline, return_inverse=True)[1].astype(np.int16)
-    place = np.full(option.size, -1, dtype=np.int32)
-    place[by_cost[np.argsort(decline[option[by_cost]], kind="stable")]] = np.arange(slots.size)
-    return place
+    option = np.ascontiguousarray(options.option)
+    slots, cost = kernels.firm_slots(option, np.asarray(firms, dtype=np.bool_),
+                                     np.ascontiguousarray(options.cost, dtype=np.float64))
+    decline = np.unique(options.cost_decline, return_inverse=True)[1].reshape(-1)
+    return kernels.decline_places(slots[stable_argsort(cost)[0]], option.reshape(-1), decline)
 
 
 def _knot_inputs(options: TechOptions, emissions: np.ndarray, year: int, adopted: np.ndarray,

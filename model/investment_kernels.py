@@ -144,6 +144,43 @@ def option_points_keyed(base_cost, factor, usable, potential, emissions, option,
 
 
 @numba.njit(cache=True, nogil=True)
+def firm_slots(option, firms, cost):  # pragma: no cover (compiled)
+    """The option slots of the firms ``firms`` (a mask): their flat indices into the
+    ``(n_firms, k)`` slots, in order, and their costs (yuan/t)."""
+    n, k = option.shape
+    slots, c = np.empty(n * k, dtype=np.int64), np.empty(n * k)
+    m = 0
+    for i in range(n):
+        if firms[i]:
+            for j in range(k):  # (no branch: a padding slot is overwritten by the next)
+                slots[m], c[m] = i * k + j, cost[i, j]
+                m += option[i, j] >= 0
+    return slots[:m].copy(), c[:m].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def decline_places(slots, flat, group):  # pragma: no cover (compiled)
+    """The place of each slot of ``slots`` (flat indices, in their order) once laid out by the
+    decline ``group`` of their options (by group, then in the order given: a counting sort),
+    per flat slot index; -1 for the other slots. ``flat``: the option of each flat slot."""
+    n_groups = 0
+    for g in range(group.size):
+        n_groups = max(n_groups, group[g] + 1)
+    start = np.zeros(n_groups + 1, dtype=np.int64)
+    of = np.empty(slots.size, dtype=np.int64)  # each slot's group
+    for q in range(slots.size):
+        of[q] = group[flat[slots[q]]]
+        start[of[q] + 1] += 1
+    for g in range(n_groups):
+        start[g + 1] += start[g]
+    place = np.full(flat.size, -1, dtype=np.int32)
+    for q in range(slots.size):
+        place[slots[q]] = start[of[q]]
+        start[of[q]] += 1
+    return place
+
+
+@numba.njit(cache=True, nogil=True)
 def adopt_slots(flat, years, average, cost, tonnes, option, year, new, slot_from, slot_until,
                 slot_cost, cumulative):  # pragma: no cover (compiled)
     """The candidates whose cost is below their ``average`` expected price adopt: the slot

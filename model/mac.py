@@ -20,6 +20,7 @@ The same structure describes the CCER supply curve (cumulative quantity in t, co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -66,6 +67,14 @@ class Knots:
             jump=self.jump * quantity_scale,
             slope=self.slope * (quantity_scale * scale),
         )
+
+    @classmethod
+    def steps(cls, x: np.ndarray, jump: np.ndarray) -> Knots:
+        """A step supply: a jump of ``jump`` (t) at each price ``x`` (yuan/t) and no slopes
+        (read-only zeros, shared; :attr:`sloped` is known without reading them)."""
+        knots = cls(x=x, jump=jump, slope=_zeros(x.size))
+        knots.__dict__["sloped"] = False
+        return knots
 
     @cached_property
     def sloped(self) -> bool:
@@ -139,6 +148,22 @@ class Knots:
         return float(np.abs(self.jump).sum() + np.abs(self.slope * self.x).sum())
 
 
+_ZEROS = np.zeros(0)  # (read-only: the slopes of step curves are views of it)
+_ZEROS.flags.writeable = False
+
+
+def _zeros(n: int) -> np.ndarray:
+    """``n`` read-only zeros: a view of :data:`_ZEROS`, which grows when needed (a yearly step
+    curve of ~10,000 knots would otherwise clear a new array of zeros)."""
+    global _ZEROS
+    zeros = _ZEROS
+    if zeros.size < n:
+        zeros = np.zeros(max(n, 2 * zeros.size))
+        zeros.flags.writeable = False
+        _ZEROS = zeros
+    return zeros[:n]
+
+
 _NO_PRICES = np.empty(0)  # (abatement_at: one price for all firms)
 _NO_PRICES.flags.writeable = False
 
@@ -179,36 +204,40 @@ def stable_argsort(x: np.ndarray, key: np.ndarray | None = None) -> tuple[np.nda
 
 
 def sorted_running_sum(x: np.ndarray, jump: np.ndarray, out: np.ndarray,
-                       key: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       key: np.ndarray | None = None,
+                       sorted_x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`stable_argsort` of the prices ``x`` (yuan/t) and the running sums of ``jump`` (t)
     in that order written to ``out``: ``np.cumsum(jump[order])``, bit for bit, mostly in the same
     pass as the order is read off the keys. The supply of a step curve with ``k`` knots at or
-    below a price is ``out[k - 1]``.
+    below a price is ``out[k - 1]``. ``sorted_x``: where to write ``x[order]``, if given.
 
     Returns:
         ``(order, x[order])``.
     """
-    return _stable_order(x, key, jump, out)
+    return _stable_order(x, key, jump, out, sorted_x)
 
 
 def _stable_order(x: np.ndarray, key: np.ndarray | None, jump: np.ndarray | None,
-                  out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`stable_argsort` with the keys given or not, and the running sums if ``jump``."""
+                  out: np.ndarray | None,
+                  xs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`stable_argsort` with the keys given or not, the running sums if ``jump`` and the
+    sorted prices written to ``xs`` if given."""
     n = x.size
     b = max(1, (n - 1).bit_length())
     if b > 24:  # (the high bits would be too coarse to be worth it)
-        return _argsort_stable(x, jump, out)
+        return _argsort_stable(x, jump, out, xs)
     x = np.asarray(x, dtype=np.float64)
     if key is None:
         key = _kernels.sort_keys(x, b)  # ordered as the prices are, then by index
         key.sort()
     else:  # (runs in order: merged)
         key.sort(kind="stable")
-    xs, mixed = (_kernels.unpack_keys(key, b, x, _NO_SUMS, _NO_SUMS) if jump is None else
-                 _kernels.unpack_keys(key, b, x, jump, out))
+    xs = np.empty(n) if xs is None else xs
+    mixed = (_kernels.unpack_keys(key, b, x, _NO_SUMS, _NO_SUMS, xs) if jump is None else
+             _kernels.unpack_keys(key, b, x, jump, out, xs))
     order = key  # (overwritten with the order)
-    if n and (np.isnan(xs[0]) or np.isnan(xs[-1])):  # (NaNs sort to the ends)
-        return _argsort_stable(x, jump, out)
+    if n and (math.isnan(xs[0]) or math.isnan(xs[-1])):  # (NaNs sort to the ends)
+        return _argsort_stable(x, jump, out, xs)
     if mixed:  # neighbours with the same high bits, ordered by index: right only if equal
         high = _kernels.sort_keys(xs, b) >> b  # (the sorted keys' high bits)
         near = high[1:] == high[:-1]
@@ -217,7 +246,7 @@ def _stable_order(x: np.ndarray, key: np.ndarray | None, jump: np.ndarray | None
         group[1:] |= near
         i = np.flatnonzero(group)
         if i.size > n // 8:
-            return _argsort_stable(x, jump, out)
+            return _argsort_stable(x, jump, out, xs)
         again = np.lexsort((order[i], xs[i], high[i]))
         order[i], xs[i] = order[i][again], xs[i][again]
         if jump is not None:
@@ -229,13 +258,18 @@ _NO_SUMS = np.empty(0)  # (unpack_keys: no running sums; nothing is written to i
 
 
 def _argsort_stable(x: np.ndarray, jump: np.ndarray | None = None,
-                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """numpy's stable argsort and the sorted prices (the reference for :func:`stable_argsort`),
-    and the running sums of ``jump`` in that order into ``out`` if given."""
+                    out: np.ndarray | None = None,
+                    xs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's stable argsort and the sorted prices (the reference for :func:`stable_argsort`;
+    written to ``xs`` if given), and the running sums of ``jump`` in that order into ``out`` if
+    given."""
     order = np.argsort(x, kind="stable")
     if jump is not None:
         _kernels.running_sum(jump, order, out)
-    return order, x[order]
+    if xs is None:
+        return order, x[order]
+    np.take(x, order, out=xs)
+    return order, xs
 
 
 @dataclass(frozen=True)
@@ -433,9 +467,7 @@ class MACCurves:
         """The aggregate supply of abatement as a function of price (sum over all firms)."""
         _, _, da, c0, dc = self._widths
         if self._steps:  # one jump per segment
-            knots = Knots(x=c0.copy(), jump=da.copy(), slope=np.zeros(da.size))
-            knots.__dict__["sloped"] = False  # (known: no need to read the zero slopes)
-            return knots
+            return Knots.steps(c0.copy(), da.copy())
         flat = dc == 0
         sloped = dc > 0
         rate = da[sloped] / dc[sloped]

@@ -28,6 +28,7 @@ import numpy as np
 from model import demography, investment, policy
 from model.agents import Firm
 from model.banking import demand as banking_demand
+from model.clearing_kernels import take_sums
 from model.expectations import PERFECT, Expectations
 from model.frictions import clear_with_frictions, participation_types
 from model.intertemporal import YearMarket, hotelling_path
@@ -304,10 +305,9 @@ class CarbonMarket(mesa.Model):
             place = investment.cost_places(self.firms.options, in_market)
         for x in inputs:
             supply, keys = self._projected_supply(x, place)
+            emissions, free = take_sums(x.emissions, x.free, x.market_index)  # (numpy's sums)
             markets.append(YearMarket(
-                supply, float(x.emissions.take(x.market_index).sum()),
-                float(x.free.take(x.market_index).sum() + x.auctioned), x.offsets,
-                sc.offsets.limit,
+                supply, emissions, free + x.auctioned, x.offsets, sc.offsets.limit,
                 upper=min(sc.prices.ceiling, flat), lower=sc.prices.floor, firm_keys=keys))
         borrow = [sc.banking.borrowing * m.issued for m in markets[1:]] + [0.0]
         path = hotelling_path(markets, sc.expectations.discount_rate, borrow_limit=borrow)

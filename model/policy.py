@@ -24,6 +24,7 @@ A user-given allocation (``allocation`` column of ``firms.csv``) is used as is.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -426,6 +427,8 @@ def _scale_knots(k: Knots, scale: float) -> Knots:
     scaled = Knots(k.x, k.jump * scale, k.slope * scale)
     for a in (scaled.jump, scaled.slope):
         a.flags.writeable = False
+    if not k.sloped and math.isfinite(scale):  # (known: zero slopes stay zeros)
+        scaled.__dict__["sloped"] = False
     return scaled
 
 

@@ -20,7 +20,8 @@ _SMALL, _BUCKETS = 2048, 1024
 
 def _same(a: float, b: float) -> bool:
     """Equal to the last bit (NaNs equal, and the sign of a zero counts)."""
-    return (a == b and math.copysign(1.0, a) == math.copysign(1.0, b)) or (math.isnan(a) and math.isnan(b))
+    return ((a == b and math.copysign(1.0, a) == math.copysign(1.0, b))
+            or (math.isnan(a) and math.isnan(b)))
 
 
 # ---------------------------------------------------------------------------------- sums
@@ -45,6 +46,17 @@ def test_add_reduce_is_numpys_sum_bit_for_bit() -> None:
         a = np.array(special)
         with np.errstate(over="ignore", invalid="ignore"):
             assert _same(kernels.add_reduce(a, a.size), a.sum())
+
+
+def test_take_sums_are_numpys_sums_of_the_taken_values() -> None:
+    """A market's totals over its firms: ``a.take(index).sum()`` (and ``b``'s) bit for bit, for
+    indices in and out of order, with repeats, and none."""
+    rng = np.random.default_rng(41)
+    for n in [0, 1, 7, 8, 129, 2000, 9000]:
+        a, b = _mixed(rng, n + 5), _mixed(rng, n + 5)
+        for index in (np.sort(rng.choice(n + 5, n, replace=False)), rng.integers(0, n + 5, n)):
+            got_a, got_b = kernels.take_sums(a, b, index)
+            assert _same(got_a, a.take(index).sum()) and _same(got_b, b.take(index).sum())
 
 
 # ---------------------------------------------------------------------------------- split_at
@@ -309,8 +321,8 @@ def test_mac_kernels_are_the_numpy_evaluation_bit_for_bit(kind) -> None:
                   rng.uniform(-40, 320, n), rng.choice(c0, n)]
         for p in prices:
             for theta in (0.0, 0.3, 1.0):
-                assert np.array_equal(c.abatement_at(p, theta), _abatement_at_reference(c, p, theta),
-                                      equal_nan=True)
+                assert np.array_equal(c.abatement_at(p, theta),
+                                      _abatement_at_reference(c, p, theta), equal_nan=True)
         for a in (rng.uniform(0, 1.2, n) * c.max_abatement, np.zeros(n), c.max_abatement,
                   c.abatement_at(50.0, 0.5), -c.max_abatement):
             assert np.array_equal(c.cost_of(a), _cost_of_reference(c, a))
@@ -378,9 +390,9 @@ def test_unpack_keys_is_the_order_and_running_sums_bit_for_bit() -> None:
             want_mixed = bool(((high[1:] == high[:-1]) & (x[order][1:] != x[order][:-1])).any())
             for sums in (False, True):
                 k = key.copy()
-                out = np.full(n, np.nan)
-                xs, mixed = (kernels.unpack_keys(k, b, x, jump, out) if sums else
-                             kernels.unpack_keys(k, b, x, np.empty(0), np.empty(0)))
+                out, xs = np.full(n, np.nan), np.full(n, np.nan)
+                mixed = (kernels.unpack_keys(k, b, x, jump, out, xs) if sums else
+                         kernels.unpack_keys(k, b, x, np.empty(0), np.empty(0), xs))
                 assert np.array_equal(k, order)
                 assert xs.tobytes() == x[order].tobytes()
                 assert mixed == want_mixed
@@ -408,3 +420,52 @@ def test_price_key_is_a_key_of_sort_keys() -> None:
         bits = (x + 0.0).view(np.int64)
         got = [kernels.price_key(bits[i], np.int64(-(1 << b)), i) for i in range(x.size)]
         assert np.array_equal(np.array(got), want)
+
+
+def test_knot_counts_are_numpys_searchsorted() -> None:
+    """Each row's counts are ``np.searchsorted(curve, prices, side="right")`` on its curve of the
+    stack (ties, both zeros, +-inf, NaNs in the prices and at the end of a curve, empty curves,
+    prices in and out of order); rows whose counts are known (``lo == hi``) keep them."""
+    rng = np.random.default_rng(31)
+    for _ in range(60):
+        curves = [np.sort(_prices(rng, int(rng.integers(0, 300)))) for _ in range(6)]
+        curves[1] = np.concatenate((curves[1], [np.nan, np.nan]))  # (NaNs sort last)
+        size = np.array([c.size for c in curves], dtype=np.intp)
+        start = np.concatenate(([0], np.cumsum(size + 3)[:-1])) + 3  # (pads between them)
+        x = np.full(int(start[-1] + size[-1]), -7.0)
+        for c, a in zip(curves, start):
+            x[a:a + c.size] = c
+        prices = np.sort(_prices(rng, 6 * 9).reshape(6, 9), axis=1)
+        prices[1, -1] = prices[2, -1] = prices[4, 0] = np.nan
+        ties = rng.choice(curves[3], 7) if size[3] else np.full(7, 5.0)  # (prices at knots)
+        prices[3] = np.concatenate(([-0.0, 0.0], ties))
+        prices[0] = rng.permutation(prices[0])  # (out of order: searched from the start)
+        lo = np.zeros(6, dtype=np.intp)
+        hi = size.copy()
+        lo[5] = hi[5]  # (known)
+        k = kernels.knot_counts(x, start, size, lo, hi, prices)
+        for i, c in enumerate(curves):
+            want = np.searchsorted(c, prices[i], side="right") if i != 5 else np.full(9, lo[5])
+            assert np.array_equal(k[i], want)
+
+
+def test_sort_small_is_numpys_stable_argsort_and_cumsum() -> None:
+    """Curves of a few knots, one after the other: each one's stable order (ties in input order,
+    both zeros equal, NaNs last), sorted prices and running sums (after a zero) bit for bit."""
+    rng = np.random.default_rng(37)
+    for _ in range(50):
+        size = rng.integers(0, 17, 7).astype(np.intp)
+        x = _prices(rng, int(size.sum()))
+        x[rng.random(x.size) < 0.05] = np.nan
+        jump = _mixed(rng, x.size)
+        start = np.concatenate(([0], np.cumsum(size + 1)[:-1])) + 1
+        xs, cj = np.full(int(start[-1] + size[-1]), 9.0), np.full(int(start[-1] + size[-1]), 9.0)
+        order = kernels.sort_small(x, jump, size, start, xs, cj)
+        a = 0
+        for n, b in zip(size, start):
+            want = np.argsort(x[a:a + n], kind="stable")
+            assert np.array_equal(order[a:a + n], want)
+            assert xs[b:b + n].tobytes() == x[a:a + n][want].tobytes()
+            assert cj[b - 1] == 0.0
+            assert cj[b:b + n].tobytes() == np.cumsum(jump[a:a + n][want]).tobytes()
+            a += n

@@ -33,7 +33,7 @@ def instance(seed: int, n_years: int, n_firms: int):
 
 
 def lp(curves, emissions, issued, r, bank0=0.0, borrow=0.0):
-    """min sum_t d^t c.x_t  s.t.  E_t - sum x_t + B_t - B_{t-1} <= Q_t,  B_t >= -borrow, B_T >= 0."""
+    """min sum_t d^t c.x_t s.t. E_t - sum x_t + B_t - B_{t-1} <= Q_t,  B_t >= -borrow, B_T >= 0."""
     n = len(curves)
     flats = []
     for c in curves:
@@ -254,7 +254,9 @@ def test_stacked_step_curves_are_the_sorted_knots_bit_for_bit() -> None:
                     np.zeros(40)),
               Knots(rng.uniform(-5, 500, 3000), rng.uniform(0, 9, 3000), np.zeros(3000)),
               EMPTY,
-              Knots(np.array([1.0, 3.0]), np.array([0.0, 0.0]), np.array([2.0, -2.0]))]
+              Knots(np.array([1.0, 3.0]), np.array([0.0, 0.0]), np.array([2.0, -2.0])),
+              Knots(np.array([-0.0]), np.array([-0.0]), np.zeros(1)),  # (one knot: in order)
+              Knots(np.array([7.0]), np.array([3.0]), np.zeros(1))]
     stack = _Stack(curves)
     for t, c in enumerate(curves):
         want = Knots(c.x, c.jump, c.slope)._sorted

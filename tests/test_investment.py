@@ -843,3 +843,28 @@ def test_discounted_running_sums_are_numpys_cumsum():
         np.cumsum(p[:, :longest] * w, axis=1, out=want[:, 1:])
         got = discounted_running(p, w)
         assert np.array_equal(got.view(np.int64), want.view(np.int64))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cost_places_are_the_stable_sorts_they_replace(seed) -> None:
+    """``cost_places``: the slots of the firms given (padding left out) sorted by cost (ties in
+    slot order), then laid out by their options' cost decline (stable), as numpy's stable
+    argsorts place them; -1 for every other slot."""
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 200)), int(rng.integers(1, 6))
+    cost = rng.integers(-30, 60, (n, k)).astype(float)
+    cost[rng.random((n, k)) < 0.05] = -0.0
+    o = make_options(cost, rng.choice([0.0, 0.05, 0.2], (n, k)), kind="operational",
+                     cost_decline=rng.choice([0.0, 0.02, 0.01, 0.03], k))
+    option = o.option.reshape(-1)
+    if k > 1:  # (padding: slots without an option)
+        option = np.where(rng.random(option.size) < 0.1, -1, option).astype(o.option.dtype)
+        o = dataclasses.replace(o, option=option.reshape(n, k))
+    firms = rng.random(n) < 0.7
+    slots = np.flatnonzero((option >= 0) & np.repeat(firms, k))
+    by_cost = slots[np.argsort(cost.reshape(-1)[slots], kind="stable")]
+    decline = np.unique(o.cost_decline, return_inverse=True)[1]
+    want = np.full(option.size, -1, dtype=np.int32)
+    want[by_cost[np.argsort(decline[option[by_cost]], kind="stable")]] = np.arange(slots.size)
+    got = inv.cost_places(o, firms)
+    assert got.dtype == np.int32 and np.array_equal(got, want)

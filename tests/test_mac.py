@@ -532,3 +532,22 @@ def test_stable_argsort_of_keys_in_any_layout_is_numpys() -> None:
             order, xs = sorted_running_sum(x, jump, out, None if key is None else key.copy())
             assert np.array_equal(order, ref) and xs.tobytes() == x[ref].tobytes()
             assert out.tobytes() == np.cumsum(jump[ref]).tobytes()
+            into = np.full(n, np.nan)  # (the sorted prices written where asked)
+            order, xs = sorted_running_sum(x, jump, out, None if key is None else key.copy(),
+                                           into)
+            assert xs is into and np.array_equal(order, ref)
+            assert into.tobytes() == x[ref].tobytes()
+
+
+def test_step_knots_have_read_only_zero_slopes() -> None:
+    """``Knots.steps``: the jumps at the prices given, zero slopes (read-only, of any size) and
+    ``sloped`` False, as the general constructor would find; evaluations agree with it."""
+    rng = np.random.default_rng(43)
+    for n in (0, 1, 5, 3000, 20):
+        x, jump = rng.uniform(-5, 50, n), rng.uniform(0, 9, n)
+        k, plain = Knots.steps(x, jump), Knots(x, jump, np.zeros(n))
+        assert k.x is x and k.jump is jump
+        assert k.slope.tobytes() == plain.slope.tobytes() and not k.slope.flags.writeable
+        assert k.sloped is False and plain.sloped is False
+        for p in (-10.0, 7.5, 60.0):
+            assert k.at(p) == plain.at(p) and k.split_at(p) == plain.split_at(p)

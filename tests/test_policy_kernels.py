@@ -174,6 +174,7 @@ def test_scaled_offset_supply_is_kept_and_exact(scale: float) -> None:
         want = Knots(plain.x, plain.jump * scale, plain.slope * scale) if scale != 1.0 else plain
         for a, b in ((k.x, want.x), (k.jump, want.jump), (k.slope, want.slope)):
             assert a.tobytes() == b.tobytes() and not a.flags.writeable
+        assert k.sloped == want.sloped  # (known without reading the slopes)
         if scale != 0.0:  # a (year, scale) is read once
             assert offset_supply(sc, year) is k
 
