@@ -60,6 +60,7 @@ Outcome = tuple[str, int, Any]
 
 # ------------------------------------------------------------------------------ one run
 _TRIM_THRESHOLD = 128 << 20  # bytes of free memory glibc keeps at the top of the heap
+_MMAP_THRESHOLD = 32 << 20  # blocks up to this size come from the heap (glibc's largest)
 _allocator_set = False
 
 
@@ -67,10 +68,13 @@ def _keep_freed_memory() -> None:
     """Let glibc's allocator keep up to 128 MB of freed memory for this process's next runs.
 
     By default glibc gives the top of its heap back to the system as soon as more than 128 kB
-    of it is free. A run frees its yearly arrays (~50 kB each) and its whole ~30 MB at the end,
-    so the heap shrinks and grows back again and again: every page taken anew costs a page
-    fault (~2,700 per national run, ~10 % of its time). Set once per process that runs a sweep's
-    runs (glibc on Linux; elsewhere nothing is done). Results do not depend on it.
+    of it is free, and maps blocks of its own for large arrays, unmapped again when freed. A run
+    frees its yearly arrays (~50 kB each) and its whole ~30 MB at the end, so the heap shrinks
+    and grows back again and again: every page taken anew costs a page fault (~2,700 per
+    national run, ~10 % of its time). Arrays up to 32 MB (the projection's stacks of ~3 MB) are
+    taken from the heap too, which fixing the first setting would otherwise leave to the first
+    threshold (128 kB). Set once per process that runs a sweep's runs (glibc on Linux; elsewhere
+    nothing is done). Results do not depend on it.
     """
     global _allocator_set
     if _allocator_set:
@@ -80,7 +84,9 @@ def _keep_freed_memory() -> None:
         try:
             import ctypes
 
-            ctypes.CDLL(None).mallopt(-1, _TRIM_THRESHOLD)  # M_TRIM_THRESHOLD (malloc.h)
+            libc = ctypes.CDLL(None)
+            libc.mallopt(-1, _TRIM_THRESHOLD)  # M_TRIM_THRESHOLD (malloc.h)
+            libc.mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
         except (AttributeError, OSError):  # (not glibc)
             pass
 
