@@ -1,7 +1,8 @@
 """Errors for bad input.
 
 Every problem with a user's input (scenario TOML, firm, MAC or CCER tables) is raised as an
-:class:`InputError` whose message is one line naming the file, the line (of the file, header = line 1) or field, and the problem.
+:class:`InputError` whose message is one line naming the file, the line (of the file,
+header = line 1) or field, and the problem.
 The command line prints that line and exits with status 2; nothing else is printed.
 """
 

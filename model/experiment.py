@@ -343,7 +343,8 @@ class _Reader:
         if (isinstance(v, list) and v and len(set(v)) == len(v)
                 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)):
             return tuple(v)
-        raise self.bad("seeds", f"expected a count >= 1 or a list of distinct seeds >= 0, got {v!r}")
+        raise self.bad("seeds",
+                       f"expected a count >= 1 or a list of distinct seeds >= 0, got {v!r}")
 
     def outputs(self, v: Any) -> tuple[str, ...]:
         if v == "all":
@@ -416,7 +417,8 @@ class _Reader:
         labels = d.get("labels")
         if labels is not None:
             if (not isinstance(labels, list) or len(labels) != len(values)
-                    or not all(isinstance(s, str) for s in labels) or len(set(labels)) < len(labels)):
+                    or not all(isinstance(s, str) for s in labels)
+                    or len(set(labels)) < len(labels)):
                 raise self.bad(f"{f}.labels", f"expected {len(values)} distinct strings, one per "
                                f"value, got {labels!r}")
             labels = tuple(labels)

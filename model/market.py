@@ -12,12 +12,13 @@ Bounds: a price floor (allowances withheld, e.g. by a reserve), a ceiling (unlim
 at the ceiling) and a penalty (firms that would have to pay more stop buying: the gap is reported
 as ``shortfall``). The clearing always returns finite prices and quantities.
 
-The aggregate supply of abatement is a piecewise-linear function of price (:class:`model.mac.Knots`).
-It is inverted exactly: knots are bucketed (a linear-time pass) until few remain, then sorted, so one
-clearing of a million firms costs a few passes over their segments. Where the price falls on flat
-segments (a technology option at a constant cost), the share ``theta`` of those flats that is used is
-set so that the market clears exactly. Firms' demand to bank allowances (:mod:`model.banking`) enters
-as one more supply, released as the price rises.
+The aggregate supply of abatement is a piecewise-linear function of price
+(:class:`model.mac.Knots`). It is inverted exactly: knots are bucketed (a linear-time pass) until
+few remain, then sorted, so one clearing of a million firms costs a few passes over their
+segments. Where the price falls on flat segments (a technology option at a constant cost), the
+share ``theta`` of those flats that is used is set so that the market clears exactly. Firms'
+demand to bank allowances (:mod:`model.banking`) enters as one more supply, released as the price
+rises.
 """
 
 from __future__ import annotations
@@ -320,7 +321,8 @@ def _bound_that_binds(firms: Knots, emissions: float, supply: float, offsets: Kn
 
 
 def _with_idle_ccer_price(eq: Equilibrium, offsets: Knots) -> Equilibrium:
-    """Without offset demand the CCER price is the cheapest project's cost, capped at the CEA price."""
+    """Without offset demand the CCER price is the cheapest project's cost, capped at the CEA
+    price."""
     if eq.offsets > 0:
         return eq
     cheapest = float(offsets.x.min()) if offsets.x.size else eq.cea_price

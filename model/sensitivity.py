@@ -121,7 +121,8 @@ def analyze(exp: Experiment, table: pd.DataFrame, n: int | None = None) -> pd.Da
             cols = {k: np.asarray(r[k], dtype=np.float64)
                     for k in ("mu", "mu_star", "mu_star_conf", "sigma")}
         for j, p in enumerate(prob["names"]):
-            rows.append({"metric": name, "parameter": p} | {k: float(v[j]) for k, v in cols.items()})
+            rows.append({"metric": name, "parameter": p}
+                        | {k: float(v[j]) for k, v in cols.items()})
     return pd.DataFrame(rows, columns=list(SOBOL_COLUMNS if d.method == "sobol"
                                              else MORRIS_COLUMNS))
 
