@@ -20,7 +20,6 @@ import dataclasses
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import mesa
 import numpy as np
@@ -31,6 +30,7 @@ from model.banking import demand as banking_demand
 from model.clearing_kernels import take_sums
 from model.expectations import PERFECT, Expectations
 from model.frictions import clear_with_frictions, participation_types
+from model.inputs import YearInputs, inputs_key, share_inputs, shared_inputs
 from model.intertemporal import YearMarket, hotelling_path
 from model.ledger import Ledger, MarketBook
 from model.mac import Knots, MACCurves
@@ -123,6 +123,14 @@ class CarbonMarket(mesa.Model):
                 firms, self.demography = demography.plan_demography(demography_rng, firms,
                                                                     scenario.end_year)
         self.dynamic = scenario.investment.enabled and firms.options is not None
+        # The exogenous inputs of every year, from another run of the same population and the
+        # same rules if one was made in this process (a sweep's runs that differ only in MAC
+        # costs, offset limits, expectations... share them: read-only).
+        self._inputs_key = inputs_key(firms, self.demography, scenario)
+        shared = shared_inputs(self._inputs_key, firms)
+        if shared is not None:
+            self._exo, self._caps = dict(shared[0]), {y: dict(c) for y, c in shared[1].items()}
+            self.cap_state.first = dict(shared[2])
         self.firms = firms = _apply_mac_scales(firms, scenario)
         self.investment = investment.InvestmentState.new(firms.options) if self.dynamic else None
         self.year = scenario.start_year - 1
@@ -165,6 +173,7 @@ class CarbonMarket(mesa.Model):
     @config.setter
     def config(self, scenario: Scenario) -> None:
         self._config = scenario
+        self._inputs_key = None  # (a run whose rules change does not share its inputs)
         year = getattr(self, "year", scenario.start_year - 1)
         for y in [y for y in self._exo if y > year]:  # forget the inputs of the years to come
             del self._exo[y]
@@ -221,6 +230,9 @@ class CarbonMarket(mesa.Model):
             self._exo[y] = YearInputs(y, r.output, r.emissions, r.covered, r.grandfathered,
                                       r.market, r.market_index, r.free, r.auctioned, None,
                                       policy.offset_supply(sc, y), em_factor=r.emissions_factor)
+        if self._inputs_key is not None and sc.end_year in self._exo:  # (every year: shared)
+            share_inputs(self._inputs_key, self.firms, self._exo, self._caps,
+                         self.cap_state.first)
         return self._exo[year]
 
     def _inputs(self, year: int) -> YearInputs:
@@ -473,24 +485,6 @@ class CarbonMarket(mesa.Model):
         if self.record_firms:
             self.firm_rows.append({k: self.state[k][cov] for k in self.state} | {
                 "index": np.nonzero(cov)[0]})
-
-
-@dataclass(frozen=True)
-class YearInputs:
-    """One year's exogenous inputs: output, unabated emissions (t), coverage, allocation (t)."""
-
-    year: int
-    output: np.ndarray
-    emissions: np.ndarray
-    covered: np.ndarray
-    grandfathered: np.ndarray
-    market: np.ndarray  # covered and not grandfathered: the firms that trade
-    market_index: np.ndarray  # their indices (np.flatnonzero(market))
-    free: np.ndarray
-    auctioned: float
-    curves: MACCurves | None  # MAC curves of the market's firms (None: not built yet)
-    offsets: Knots
-    em_factor: np.ndarray | None = None  # emissions relative to the base year (growth only)
 
 
 _POPULATIONS: dict[tuple, tuple[Firms, demography.Demography | None]] = {}
