@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from model import __version__
-from model.errors import InputError
+from model.errors import InputError, interruption
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except SystemError as err:  # Ctrl-C inside a compiled (numba) kernel surfaces as this
-        if not isinstance(err.__cause__, KeyboardInterrupt):
+    except SystemError as err:  # Ctrl-C inside compiled (numba) code surfaces as this
+        if interruption(err) is None:
             raise
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def interruption(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C behind ``error``, if it is one: a KeyboardInterrupt raised within compiled
+    (numba) code reaches Python as a SystemError caused by it ("returned a result with an
+    exception set"), wrapped again by each compiled call it passes through on its way out."""
+    while isinstance(error, SystemError):
+        error = error.__cause__
+    return error if isinstance(error, KeyboardInterrupt) else None
+
+
 class InputError(Exception):
     """A problem with user input, reported as one line: ``FILE: [line N, ][field F: ]problem``."""
 

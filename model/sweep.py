@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import __version__
-from model.errors import InputError
+from model.errors import InputError, interruption
 from model.experiment import Experiment, Run
 from model.scenario import Scenario
 
@@ -106,8 +106,9 @@ def _release(model: object) -> None:
 def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool,
             parts: Path | None = None) -> Outcome:
     """Run one model run (in any process); a run that raises returns its error message
-    (Ctrl-C interrupts it: a KeyboardInterrupt raised within a compiled kernel reaches Python
-    as a SystemError caused by it, and is raised again as such).
+    (Ctrl-C interrupts it: a KeyboardInterrupt raised within compiled code reaches Python as
+    a chain of SystemErrors caused by it, :func:`model.errors.interruption`, and is raised again
+    as such).
 
     Args:
         run, outputs, counterfactual: The run, the outputs kept, and whether to compute the
@@ -139,8 +140,9 @@ def execute(run: Run, outputs: tuple[str, ...], counterfactual: bool,
                         else pd.Series(np.nan, index=range(len(rows))).to_numpy(dtype=dtype))
         table = pd.DataFrame(frame)
     except Exception as e:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
-        if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C inside a compiled kernel
-            raise e.__cause__ from None
+        stop = interruption(e)  # Ctrl-C inside compiled code
+        if stop is not None:
+            raise stop from None
         return "error", run.run, f"{type(e).__name__}: {e}"
     if parts is None:
         return "ok", run.run, table

@@ -85,14 +85,17 @@ def test_a_finished_run_frees_its_arrays_at_once(tiny: Path, monkeypatch):
 
 
 def test_ctrl_c_inside_a_kernel_interrupts_the_sweep(tiny: Path, monkeypatch):
-    """Ctrl-C while a compiled kernel runs reaches Python as a SystemError caused by the
-    KeyboardInterrupt: it interrupts the sweep instead of being recorded as a failed run."""
+    """Ctrl-C while compiled code runs reaches Python as a SystemError caused by the
+    KeyboardInterrupt, wrapped again by each compiled call it leaves: it interrupts the sweep
+    instead of being recorded as a failed run."""
     import model.model as model_module
 
-    def interrupted(self):
+    def interrupted(self, depth=3):
         try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt as e:
+            if depth == 0:
+                raise KeyboardInterrupt
+            interrupted(self, depth - 1)
+        except (KeyboardInterrupt, SystemError) as e:
             raise SystemError("CPUDispatcher(f) returned a result with an exception set") from e
 
     run = load_experiment(tiny).runs()[0]
