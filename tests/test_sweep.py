@@ -223,8 +223,11 @@ def test_resume_after_ctrl_c_and_kill_9(tmp_path: Path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "model", "sweep", str(path), "--out", str(out), "-q"]
     env = dict(os.environ)
+    # (Ctrl-C handled as usual even if this test runs with SIGINT ignored, as a background job
+    # of a non-interactive shell does: the child would inherit it)
     proc = subprocess.Popen(cmd + ["--engine", "serial"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_parts(out, 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
