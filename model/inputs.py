@@ -39,6 +39,11 @@ class YearInputs:
     em_factor: np.ndarray | None = None  # emissions relative to the base year (growth only)
 
 
+def _population(firms: Firms) -> tuple[np.ndarray | None, ...]:
+    """The population arrays the inputs are computed from (kept and compared by identity)."""
+    return firms.output, firms.emissions, firms.sector, firms.firm_type, firms.allocation
+
+
 _INPUTS: dict[tuple, tuple] = {}  # exogenous inputs of every year, by inputs_key
 _INPUTS_LOCK = threading.Lock()
 
@@ -49,7 +54,7 @@ def inputs_key(firms: Firms, plan: Demography | None,
     population (its read-only arrays and planned demography, by identity: the shared calibrated
     population), the years, the rules of growth, coverage and allocation, and the CCER supply.
     None (not shared) for a population whose arrays may change."""
-    arrays = (firms.output, firms.emissions, firms.sector, firms.firm_type, firms.allocation)
+    arrays = _population(firms)
     if any(a is not None and a.flags.writeable for a in arrays):
         return None
     o = scenario.offsets
@@ -66,7 +71,7 @@ def shared_inputs(key: tuple | None, firms: Firms) -> tuple | None:
         return None
     with _INPUTS_LOCK:
         hit = _INPUTS.get(key)
-    arrays = (firms.output, firms.emissions, firms.sector, firms.firm_type, firms.allocation)
+    arrays = _population(firms)
     if hit is None or not all(a is b for a, b in zip(hit[0], arrays)):
         return None
     return hit[1:]
@@ -76,7 +81,7 @@ def share_inputs(key: tuple, firms: Firms, inputs: dict[int, YearInputs],
                   caps: dict[int, dict[str, float]], first: dict[str, float]) -> None:
     """Keep a run's inputs of every year for the next runs with the same ``key`` (the 8
     newest; the kept population arrays are pinned, so their ids are not reused)."""
-    arrays = (firms.output, firms.emissions, firms.sector, firms.firm_type, firms.allocation)
+    arrays = _population(firms)
     with _INPUTS_LOCK:
         if key in _INPUTS:
             return
